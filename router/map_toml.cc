@@ -1,0 +1,2 @@
+// PLACEHOLDER: being written.
+#include "shardline/map_toml.h"
