@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -31,6 +32,8 @@ struct NodeConfig {
   int pool_min = kDefaultPoolMin;     // connections kept open (idle) per router
   int pool_max = kDefaultPoolMax;     // hard cap of connections per router
   std::vector<std::string> replicas;  // read-replica DSNs; read-only calls may use them
+
+  friend bool operator==(const NodeConfig&, const NodeConfig&) = default;
 };
 
 // Where a range stands in a move. Only `kStable` ranges exist outside a rollout.
@@ -49,6 +52,8 @@ struct RangeConfig {
   std::string node;       // owner: takes writes
   std::string read_node;  // serves reads when state == kReadsSwitched; empty = owner
   RangeState state = RangeState::kStable;
+
+  friend bool operator==(const RangeConfig&, const RangeConfig&) = default;
 };
 
 // A table whose rows are distributed by `key`, or a reference table present on every node.
@@ -57,6 +62,8 @@ struct TableConfig {
   std::string key;                       // shard-key column (empty for reference tables)
   std::vector<std::string> primary_key;  // empty = discover from the catalog
   bool reference = false;
+
+  friend bool operator==(const TableConfig&, const TableConfig&) = default;
 };
 
 // Everything a map holds, as plain data (what TOML parses into and serialises from).
@@ -66,6 +73,8 @@ struct ShardMapConfig {
   std::vector<NodeConfig> nodes;
   std::vector<RangeConfig> ranges;
   std::vector<TableConfig> tables;
+
+  friend bool operator==(const ShardMapConfig&, const ShardMapConfig&) = default;
 };
 
 // Source positions of a parsed map's elements (1-based lines; 0 = unknown), so that
@@ -88,9 +97,13 @@ struct SourceLocations {
 //   const RangeConfig& r = (*map)->RangeFor(ShardKey(42).Hash());
 class ShardMap {
  public:
-  // Validates `config` and builds the map. InvalidArgument naming the problem (and its place
-  // when `locations` is given) for: gaps, overlaps, lo > hi, unknown node, duplicate node or
-  // table names, non-positive version, incomplete coverage, bad pool limits, read_node problems.
+  // Validates `config` and builds the map (ranges sorted by lo; `config` may list them in any
+  // order). InvalidArgument naming the problem (and "file:line: " when `locations` is given)
+  // for: gaps and overlaps (naming both ranges lo..hi and both lines), lo > hi, incomplete
+  // coverage (naming the missing hash values), unknown or missing node, duplicate node or
+  // table names, non-positive version, no nodes, empty name or dsn, a dsn libpq cannot parse,
+  // bad pool limits, read_node/state problems, a sharded table without key. Every problem
+  // found is listed, one per line, in source order. The rules: docs/map-format.md.
   static absl::StatusOr<std::shared_ptr<const ShardMap>> Create(
       ShardMapConfig config, const SourceLocations* locations = nullptr);
 
@@ -114,18 +127,34 @@ class ShardMap {
   int ReadNodeIndex(std::size_t range_index) const noexcept { return reader_[range_index]; }
   // Index of the node named `name`, or -1.
   int NodeIndex(std::string_view name) const noexcept;
-  // The ranges owned by node `node_index`, sorted, adjacent ranges coalesced.
+  // The ranges owned by node `node_index` (it takes their writes), sorted, adjacent ranges
+  // coalesced into one [lo, hi] pair. Empty for a node that owns nothing or a bad index.
   std::vector<std::pair<std::int64_t, std::int64_t>> OwnedRanges(int node_index) const;
+  // The ranges whose reads node `node_index` serves (ReadNodeIndex() == node_index): the
+  // owned ranges minus those switched to another reader, plus those switched to this node.
+  // A fan-out read asks each node for exactly these, so no row is counted twice mid-move.
+  std::vector<std::pair<std::int64_t, std::int64_t>> ReadRanges(int node_index) const;
   // The table named `name`, or nullptr.
   const TableConfig* FindTable(std::string_view name) const noexcept;
 
  private:
   explicit ShardMap(ShardMapConfig config);
 
-  ShardMapConfig config_;
-  std::vector<std::int64_t> his_;  // ranges[i].hi, for binary search
-  std::vector<int> owner_;         // node index per range
-  std::vector<int> reader_;        // read node index per range
+  ShardMapConfig config_;  // ranges sorted by lo
+  // Lookup: his_[i] = ranges[i].hi. The hash space is cut into 2^k equal buckets (k = 64 -
+  // bucket_shift_, 1..16, about log2 of the range count); bucket_first_[b] is the index of the
+  // range holding the first hash of bucket b, so a lookup searches only
+  // his_[bucket_first_[b] .. bucket_first_[b + 1]]: one or two candidates for equal ranges, a
+  // branch-free binary search over the bucket otherwise (see RangeIndex).
+  std::vector<std::int64_t> his_;
+  std::vector<std::uint32_t> bucket_first_;  // 2^k + 1 entries
+  int bucket_shift_ = 63;
+  std::vector<int> owner_;                   // node index per range
+  std::vector<int> reader_;                  // read node index per range
+  // (name, index) sorted by name, for NodeIndex / FindTable without allocation. The views
+  // point into config_, which never changes after construction.
+  std::vector<std::pair<std::string_view, int>> node_by_name_;
+  std::vector<std::pair<std::string_view, int>> table_by_name_;
 };
 
 // Validation without building (same rules and messages as ShardMap::Create).
@@ -134,7 +163,10 @@ absl::Status ValidateShardMapConfig(const ShardMapConfig& config,
 
 // Splits the whole hash space into `count` equal contiguous ranges and assigns them to
 // `node_names` in contiguous blocks (the first count/N ranges to the first node, ...).
-// InvalidArgument if count < 1 or count < number of nodes or no node is given.
+// Range sizes differ by at most one hash value; block sizes by at most one range.
+// InvalidArgument if count < 1, count > kMaxEqualRanges, count < number of nodes, or no node
+// is given.
+inline constexpr std::int64_t kMaxEqualRanges = std::int64_t{1} << 20;
 absl::StatusOr<std::vector<RangeConfig>> EqualRanges(std::int64_t count,
                                                      const std::vector<std::string>& node_names);
 

@@ -1,2 +1,121 @@
-// PLACEHOLDER: being written.
-int main() { return 0; }
+// The `shardline` command: wires the subcommands (one file each in migrate/cli/), parses the
+// command line with CLI11, runs the one subcommand given and maps its status to the exit code
+// (0 ok, 1 failure or invalid input, 2 usage error). Nothing here decides anything.
+#include <exception>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "cli/catalog_init.h"
+#include "cli/common.h"
+#include "cli/map_diff_command.h"
+#include "cli/map_history.h"
+#include "cli/map_init.h"
+#include "cli/map_locate.h"
+#include "cli/map_publish.h"
+#include "cli/map_revert.h"
+#include "cli/map_show.h"
+#include "cli/map_validate.h"
+#include "cli/rebalance_plan.h"
+
+namespace shardline::migrate {
+namespace {
+
+// Every subcommand's parsed flags. Lives on main's stack for the whole run.
+struct AllOptions {
+  CatalogInitOptions catalog_init;
+  MapInitOptions map_init;
+  MapValidateOptions map_validate;
+  MapShowOptions map_show;
+  MapLocateOptions map_locate;
+  MapDiffOptions map_diff;
+  MapPublishOptions map_publish;
+  MapHistoryOptions map_history;
+  MapRevertOptions map_revert;
+  RebalancePlanOptions rebalance_plan;
+};
+
+struct Command {
+  CLI::App* app;
+  std::function<absl::Status()> run;
+};
+
+int Main(int argc, char** argv) {
+  CLI::App app("shardline: administer the shard map of a sharded PostgreSQL deployment and move "
+               "data between its nodes",
+               "shardline");
+  app.require_subcommand(1);
+  app.failure_message([](const CLI::App*, const CLI::Error& e) {
+    return fmt::format("shardline: error: {}\nRun with --help for more information.\n", e.what());
+  });
+  app.footer(
+      "Exit status: 0 ok, 1 failure or invalid input, 2 usage error.\n"
+      "Environment: SHARDLINE_CATALOG stands in for --catalog DSN.\n"
+      "Every command has --help, e.g. `shardline map locate --help`.\n"
+      "\n"
+      "Examples:\n"
+      "  shardline catalog init --catalog 'host=127.0.0.1 port=55432 dbname=control'\n"
+      "  shardline map init --node a=\"$SHARDLINE_NODE_1_DSN\" --node b=\"$SHARDLINE_NODE_2_DSN\" "
+      "\\\n"
+      "      --ranges 256 --table workout_logs:user_id -o map.toml\n"
+      "  shardline map publish --catalog \"$SHARDLINE_CATALOG\" map.toml --comment 'first map'\n"
+      "  shardline map locate --catalog \"$SHARDLINE_CATALOG\" 42");
+
+  CLI::App* map = app.add_subcommand("map", "Create, check, inspect and publish shard maps");
+  map->require_subcommand(1);
+  map->footer(
+      "A map comes from a TOML file (--map FILE, format: docs/map-format.md) or from the\n"
+      "control catalog (--catalog DSN or $SHARDLINE_CATALOG), which keeps every published\n"
+      "version and an audit trail.");
+  CLI::App* catalog = app.add_subcommand("catalog", "Manage the control catalog");
+  catalog->require_subcommand(1);
+  CLI::App* rebalance =
+      app.add_subcommand("rebalance", "Plan moving hash ranges between nodes");
+  rebalance->require_subcommand(1);
+
+  AllOptions o;
+  const std::vector<Command> commands = {
+      {SetupCatalogInit(*catalog, o.catalog_init), [&] { return RunCatalogInit(o.catalog_init); }},
+      {SetupMapInit(*map, o.map_init), [&] { return RunMapInit(o.map_init); }},
+      {SetupMapValidate(*map, o.map_validate), [&] { return RunMapValidate(o.map_validate); }},
+      {SetupMapShow(*map, o.map_show), [&] { return RunMapShow(o.map_show); }},
+      {SetupMapLocate(*map, o.map_locate), [&] { return RunMapLocate(o.map_locate); }},
+      {SetupMapDiff(*map, o.map_diff), [&] { return RunMapDiff(o.map_diff); }},
+      {SetupMapPublish(*map, o.map_publish), [&] { return RunMapPublish(o.map_publish); }},
+      {SetupMapHistory(*map, o.map_history), [&] { return RunMapHistory(o.map_history); }},
+      {SetupMapRevert(*map, o.map_revert), [&] { return RunMapRevert(o.map_revert); }},
+      {SetupRebalancePlan(*rebalance, o.rebalance_plan),
+       [&] { return RunRebalancePlan(o.rebalance_plan); }},
+  };
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return ExitCodeForParseError(app.exit(e));
+  }
+
+  for (const Command& c : commands) {
+    if (!c.app->parsed()) continue;
+    absl::Status status;
+    try {
+      status = c.run();
+    } catch (const std::exception& e) {
+      // Our code returns statuses; this is a library throwing (bad_alloc, a JSON encoder...).
+      status = absl::InternalError(fmt::format("unexpected exception: {}", e.what()));
+    }
+    if (!status.ok()) PrintError(status);
+    return ExitCodeForStatus(status);
+  }
+  // require_subcommand makes this unreachable; fail loudly rather than succeed silently.
+  PrintError(UsageError("no command given"));
+  return kExitUsage;
+}
+
+}  // namespace
+}  // namespace shardline::migrate
+
+int main(int argc, char** argv) { return shardline::migrate::Main(argc, argv); }

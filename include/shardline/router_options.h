@@ -1,0 +1,70 @@
+// Options of a Router: where the map comes from, pool limits, timeouts, retry policy.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+
+namespace shardline {
+
+using std::chrono::milliseconds;
+
+inline constexpr milliseconds kDefaultCheckoutTimeout{1000};
+inline constexpr milliseconds kDefaultConnectTimeout{2000};
+
+// Per-node connection pool behaviour (limits per node come from the map: pool_min/pool_max).
+struct PoolOptions {
+  // How long a caller waits for a free connection before DeadlineExceeded. Longer hides
+  // overload; shorter fails fast. Default 1 s.
+  milliseconds checkout_timeout = kDefaultCheckoutTimeout;
+  // Hard deadline of one connection attempt (non-blocking connect). Default 2 s.
+  milliseconds connect_timeout = kDefaultConnectTimeout;
+  // An idle connection unused for this long is checked (a trivial round trip) before being
+  // handed out. Default 30 s; 0 checks on every checkout (safe, slower).
+  milliseconds health_check_after_idle{30000};
+  // Connections older than this are closed when returned (spreads reconnects). Default 30 min.
+  milliseconds max_lifetime{30 * 60 * 1000};
+  // Reconnect backoff after a failed connect: exponential from initial to max, with full jitter.
+  milliseconds backoff_initial{50};
+  milliseconds backoff_max{5000};
+  // Circuit breaker: after `breaker_failures` consecutive connection failures the node's
+  // breaker opens and calls fail immediately (Unavailable) for `breaker_open_for`; then one
+  // probe is let through (half-open). Default 3 failures, 1 s.
+  int breaker_failures = 3;
+  milliseconds breaker_open_for{1000};
+};
+
+enum class LogLevel { kDebug, kInfo, kWarning, kError };
+// Receives the router's log lines (map reloads, refused maps, breaker transitions). Must be
+// thread-safe. Messages never contain passwords. Default: warnings and errors to stderr.
+using LogSink = std::function<void(LogLevel, std::string_view)>;
+
+struct RouterOptions {
+  // Where the shard map comes from: exactly one of these.
+  std::string map_file;     // a TOML file, re-read when it changes
+  std::string catalog_dsn;  // the control database: LISTEN shardline_map + polling fallback
+
+  PoolOptions pool;
+  // statement_timeout set on every connection; 0 = server default. Default 0.
+  milliseconds statement_timeout{0};
+  // application_name on every connection (shows in pg_stat_activity). Default "shardline".
+  std::string application_name = "shardline";
+  // How often the map source is polled (file mtime / catalog current version) in addition
+  // to LISTEN. Default 1 s.
+  milliseconds map_poll_interval{1000};
+  // How many times a write rejected as fenced (the range moved) is retried on the refreshed
+  // map's owner. Default 1 (DESIGN.md); 0 disables.
+  int fence_retries = 1;
+  // Register in the catalog's router registry (id, host, pid, applied map version, heartbeat)
+  // so migrations can wait for every live router. Only with catalog_dsn. Default true.
+  bool register_in_catalog = true;
+  milliseconds heartbeat_interval{1000};
+  // Id generator worker id (0..1023). -1 = allocate one from the catalog registry (or from
+  // the pid when following a file).
+  int worker_id = -1;
+  LogSink log_sink;
+};
+
+}  // namespace shardline

@@ -1,0 +1,67 @@
+// What the migration engine needs to know about a sharded table on one node: its columns (in
+// order, with types), its primary key, its replica identity, and whether the shard-key column is
+// part of the key. Read from pg_catalog; every later step (backfill, verify, rollout) checks its
+// preconditions against this and says which table and what to do when one fails.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "pg_conn.h"
+#include "shardline/key.h"
+#include "shardline/shard_map.h"
+
+namespace shardline::migrate {
+
+struct ColumnInfo {
+  std::string name;
+  std::string type;  // format_type() text, e.g. "bigint", "character varying(20)"
+  bool not_null = false;
+  bool generated = false;   // GENERATED ALWAYS ... STORED: cannot be copied into
+  std::string default_expr; // pg_get_expr of the default, "" if none
+};
+
+struct TableInfo {
+  std::string name;          // as configured ("schema.table" or "table")
+  std::string quoted;        // quoted, schema-qualified when configured so
+  std::uint32_t oid = 0;
+  std::vector<ColumnInfo> columns;           // attnum order, dropped columns skipped
+  std::vector<std::string> primary_key;      // column names in key order; empty if none
+  char replica_identity = 'd';               // d default, n nothing, f full, i index
+  std::int64_t estimated_rows = 0;           // pg_class.reltuples (>= 0)
+  std::int64_t total_bytes = 0;              // pg_total_relation_size
+
+  bool HasColumn(std::string_view column) const;
+  const ColumnInfo* FindColumn(std::string_view column) const;
+  // Comma-separated quoted column names (the non-generated ones), for COPY and SELECT lists.
+  std::string QuotedColumnList(const pg::Conn& conn) const;
+  // Quoted primary-key column list.
+  std::string QuotedKeyList(const pg::Conn& conn) const;
+};
+
+// Reads the table's description. NotFound "node a: table "public.users" does not exist" when
+// absent.
+absl::StatusOr<TableInfo> DescribeTable(pg::Conn& conn, const std::string& table);
+
+// The key to order and resume by: the configured primary_key if the map gives one, else the
+// table's primary key. FailedPrecondition naming table and node when there is none, or when it
+// does not contain the shard-key column (a move must never split a key's rows).
+absl::StatusOr<std::vector<std::string>> ResolveKey(const TableInfo& info, const TableConfig& table,
+                                                    std::string_view node);
+
+// Checks that `target` can receive `source`'s rows: every source column exists on the target
+// with the same type. FailedPrecondition naming the table, the column and both types otherwise.
+absl::Status CheckCompatible(const TableInfo& source, const TableInfo& target,
+                             std::string_view source_node, std::string_view target_node);
+
+// `hash_expr BETWEEN lo AND hi` for the map's key type and a quoted column; integers are
+// formatted by us (no user text is spliced).
+std::string HashRangePredicate(KeyType type, std::string_view quoted_column, std::int64_t lo,
+                               std::int64_t hi);
+// OR of several ranges (false for none).
+std::string HashRangesPredicate(KeyType type, std::string_view quoted_column,
+                                const std::vector<std::pair<std::int64_t, std::int64_t>>& ranges);
+
+}  // namespace shardline::migrate

@@ -1,0 +1,184 @@
+// Fan-out: `$owned(col)` expansion and RouterImpl::FanOut, which runs a statement on every node
+// of the map snapshot the call started with, in parallel on the router's worker pool (the
+// calling thread runs the first node itself). See fanout.h and router_impl.h.
+#include "fanout.h"
+
+#include <chrono>
+
+#include <fmt/format.h>
+#include "router_impl.h"
+#include "shardline/shard_map.h"
+#include "statement.h"
+
+namespace shardline::internal {
+namespace {
+
+constexpr std::string_view kOwnedOpen = "$owned(";
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\n')) {
+    s.remove_prefix(1);
+  }
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\n')) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
+// One identifier part: kept if already quoted, else folded to lower case and quoted.
+absl::StatusOr<std::string> QuotePart(std::string_view part, std::string_view whole) {
+  part = Trim(part);
+  if (part.empty()) {
+    return absl::InvalidArgumentError(fmt::format("$owned({}): empty column name part", whole));
+  }
+  if (part.front() == '"') {
+    if (part.size() < 2 || part.back() != '"') {
+      return absl::InvalidArgumentError(
+          fmt::format("$owned({}): unterminated quoted identifier", whole));
+    }
+    return std::string(part);
+  }
+  std::string out = "\"";
+  for (char c : part) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (c == '"') out.push_back('"');
+    out.push_back(c);
+  }
+  out.push_back('"');
+  return out;
+}
+
+absl::StatusOr<std::string> QuoteColumn(std::string_view col) {
+  std::string out;
+  bool in_quote = false;
+  std::size_t start = 0;
+  for (std::size_t i = 0; i <= col.size(); ++i) {
+    if (i < col.size() && col[i] == '"') in_quote = !in_quote;  // "" toggles twice
+    if (i == col.size() || (col[i] == '.' && !in_quote)) {
+      absl::StatusOr<std::string> part = QuotePart(col.substr(start, i - start), col);
+      if (!part.ok()) return part.status();
+      if (!out.empty()) out.push_back('.');
+      out += *part;
+      start = i + 1;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string OwnedPredicate(KeyType key_type, std::string_view quoted_column,
+                           const std::vector<std::pair<std::int64_t, std::int64_t>>& owned) {
+  if (owned.empty()) return "false";
+  if (owned.size() == 1 && owned[0].first == kMinHash && owned[0].second == kMaxHash) {
+    return "true";
+  }
+  const std::string expr = HashSqlExpression(key_type, quoted_column);
+  std::string out = "(";
+  for (std::size_t i = 0; i < owned.size(); ++i) {
+    const auto [lo, hi] = owned[i];
+    if (i > 0) out += " OR ";
+    // Open-ended comparisons at the ends of the space also keep the literal
+    // -9223372036854775808 (parsed as numeric by some clients' tooling) out of the text.
+    if (lo == kMinHash) {
+      out += fmt::format("{} <= {}", expr, hi);
+    } else if (hi == kMaxHash) {
+      out += fmt::format("{} >= {}", expr, lo);
+    } else {
+      out += fmt::format("{} BETWEEN {} AND {}", expr, lo, hi);
+    }
+  }
+  out += ")";
+  return out;
+}
+
+absl::StatusOr<std::string> ExpandOwned(
+    std::string_view sql, KeyType key_type,
+    const std::vector<std::pair<std::int64_t, std::int64_t>>& owned) {
+  std::string out;
+  std::size_t pos = 0;
+  for (;;) {
+    const std::size_t p = sql.find(kOwnedOpen, pos);
+    if (p == std::string_view::npos) break;
+    out.append(sql.substr(pos, p - pos));
+    const std::size_t begin = p + kOwnedOpen.size();
+    std::size_t end = begin;
+    bool in_quote = false;
+    while (end < sql.size() && (in_quote || sql[end] != ')')) {
+      if (sql[end] == '"') in_quote = !in_quote;
+      ++end;
+    }
+    if (end >= sql.size()) {
+      return absl::InvalidArgumentError(
+          fmt::format("unterminated $owned( at offset {} of the statement", p));
+    }
+    const std::string_view col = Trim(sql.substr(begin, end - begin));
+    if (col.empty()) {
+      return absl::InvalidArgumentError(
+          fmt::format("$owned() at offset {} of the statement needs a column name", p));
+    }
+    absl::StatusOr<std::string> quoted = QuoteColumn(col);
+    if (!quoted.ok()) return quoted.status();
+    out += OwnedPredicate(key_type, *quoted, owned);
+    pos = end + 1;
+  }
+  if (pos == 0) return std::string(sql);
+  out.append(sql.substr(pos));
+  return out;
+}
+
+absl::StatusOr<std::vector<NodeResult>> RouterImpl::FanOut(std::string_view sql,
+                                                           ParamList params,
+                                                           FanOutOptions options) {
+  const std::shared_ptr<const RoutingTable> t = table();
+  const ShardMap& map = *t->map;
+  const std::size_t n = t->nodes.size();
+
+  std::vector<std::string> texts;
+  const bool expand = sql.find(kOwnedOpen) != std::string_view::npos;
+  if (expand) {
+    texts.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      absl::StatusOr<std::string> text =
+          ExpandOwned(sql, map.key_type(), map.OwnedRanges(static_cast<int>(i)));
+      if (!text.ok()) return text.status();
+      texts.push_back(std::move(*text));
+    }
+  }
+
+  std::vector<NodeResult> results(n);
+  auto run = [&](std::size_t i) {
+    const NodeRoute& route = t->nodes[i];
+    results[i].node = route.name;
+    const auto start = std::chrono::steady_clock::now();
+    absl::StatusOr<Lease> lease = AcquireFrom(route.pool, route.metrics);
+    if (lease.ok()) {
+      results[i].result = ExecPrepared(*lease, expand ? std::string_view(texts[i]) : sql, params);
+    } else {
+      results[i].result = lease.status();
+    }
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const absl::Status& status = results[i].result.status();
+    route.metrics.RecordQuery(QueryKind::kFanout, OutcomeOf(status), status, seconds);
+  };
+
+  Latch done(static_cast<int>(n) - 1);
+  for (std::size_t i = 1; i < n; ++i) {
+    workers_->Submit([&run, &done, i] {
+      run(i);
+      done.CountDown();
+    });
+  }
+  run(0);
+  done.Wait();
+
+  if (options.fail_on_any_error) {
+    for (const NodeResult& r : results) {
+      if (!r.result.ok()) return r.result.status();
+    }
+  }
+  return results;
+}
+
+}  // namespace shardline::internal

@@ -1,0 +1,172 @@
+// Router registry rows in the control catalog: see registry.h. The table is defined in
+// schemas/catalog.sql.
+#include "registry.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+
+#include <fmt/format.h>
+#include "shardline/dsn.h"
+#include "shardline/errors.h"
+#include "shardline/id_gen.h"
+
+namespace shardline::internal {
+namespace {
+
+// absl::Status::message() is Debian abseil's own string_view, which fmt cannot format.
+std::string_view Msg(const absl::Status& s) {
+  auto m = s.message();
+  return std::string_view(m.data(), m.size());
+}
+
+constexpr const char* kDeleteStale =
+    "DELETE FROM shardline.routers "
+    "WHERE last_heartbeat < now() - make_interval(secs => $1::float8 / 1000)";
+// Inserts our row with the lowest free worker id ($5 = -1) or the requested one.
+constexpr const char* kInsert =
+    "INSERT INTO shardline.routers "
+    "  (router_id, host, pid, worker_id, map_version, last_heartbeat) "
+    "SELECT $1, $2, $3::int, w, $4::bigint, now() FROM ("
+    "  SELECT w FROM generate_series(0, 1023) AS w "
+    "  WHERE ($5::int < 0 OR w = $5::int) AND w NOT IN ("
+    "    SELECT worker_id FROM shardline.routers WHERE worker_id IS NOT NULL) "
+    "  ORDER BY w LIMIT 1) AS free "
+    "RETURNING worker_id";
+constexpr const char* kHolder =
+    "SELECT router_id, host, pid FROM shardline.routers WHERE worker_id = $1::int";
+constexpr const char* kHeartbeat =
+    "UPDATE shardline.routers SET map_version = $2::bigint, last_heartbeat = now() "
+    "WHERE router_id = $1";
+constexpr const char* kDelete = "DELETE FROM shardline.routers WHERE router_id = $1";
+
+std::string RandomHex(std::mt19937_64& rng) {
+  return fmt::format("{:016x}", rng());
+}
+
+std::string HostName() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof(buf) - 1) != 0) return "unknown";
+  return buf;
+}
+
+}  // namespace
+
+RouterRegistry::RouterRegistry(std::string dsn, const PoolOptions& pool,
+                               std::chrono::milliseconds heartbeat, LogSink log)
+    : dsn_(std::move(dsn)),
+      pool_(pool),
+      stale_after_(std::max<std::chrono::milliseconds>(std::chrono::seconds(60), heartbeat * 10)),
+      log_(std::move(log)),
+      backoff_(pool.backoff_initial),
+      rng_(std::random_device{}()) {
+  router_id_ = RandomHex(rng_);
+  host_ = HostName();
+  pid_ = static_cast<int>(::getpid());
+}
+
+RouterRegistry::~RouterRegistry() = default;
+
+absl::StatusOr<std::unique_ptr<RouterRegistry>> RouterRegistry::Register(
+    const std::string& dsn, const PoolOptions& pool, std::chrono::milliseconds heartbeat,
+    int requested_worker_id, std::int64_t map_version, LogSink log) {
+  std::unique_ptr<RouterRegistry> r(new RouterRegistry(dsn, pool, heartbeat, std::move(log)));
+  if (absl::Status s = r->Connect(); !s.ok()) return s;
+  // Two routers registering at once may pick the same free id: the unique index rejects one
+  // of them, which then picks again.
+  absl::Status status;
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    status = r->Insert(requested_worker_id, map_version);
+    if (status.code() != absl::StatusCode::kAlreadyExists || requested_worker_id >= 0) break;
+  }
+  if (!status.ok()) return status;
+  return r;
+}
+
+absl::Status RouterRegistry::Connect() {
+  auto conn = pg::Conn::Connect(dsn_, "catalog", pool_.connect_timeout);
+  if (!conn.ok()) return conn.status();
+  conn_ = std::move(*conn);
+  return absl::OkStatus();
+}
+
+absl::Status RouterRegistry::Insert(int worker_id, std::int64_t map_version) {
+  auto del = conn_->Exec(kDeleteStale, {std::to_string(stale_after_.count())});
+  if (!del.ok()) return del.status();
+  auto ins = conn_->Exec(kInsert, {router_id_, host_, std::to_string(pid_),
+                                   std::to_string(map_version), std::to_string(worker_id)});
+  if (!ins.ok()) return ins.status();
+  if (ins->rows() == 1) {
+    worker_id_ = static_cast<int>(ins->Int64Or0(0, 0));
+    return absl::OkStatus();
+  }
+  if (worker_id < 0) {
+    return absl::ResourceExhaustedError(fmt::format(
+        "catalog {}: all {} id-generator worker ids are held by live routers",
+        DsnWithoutPassword(dsn_), kMaxWorkerId + 1));
+  }
+  auto holder = conn_->Exec(kHolder, {std::to_string(worker_id)});
+  std::string who = "another router";
+  if (holder.ok() && holder->rows() == 1) {
+    who = fmt::format("router {} (host {}, pid {})", holder->Text(0, 0), holder->Text(0, 1),
+                      holder->Text(0, 2));
+  }
+  return absl::AlreadyExistsError(
+      fmt::format("worker id {} is already used by live {}", worker_id, who));
+}
+
+void RouterRegistry::Heartbeat(std::int64_t map_version) {
+  if (conn_ == nullptr || !conn_->IsOk()) {
+    conn_.reset();
+    if (std::chrono::steady_clock::now() < next_connect_) return;
+    if (absl::Status s = Connect(); !s.ok()) {
+      Failed(s);
+      return;
+    }
+  }
+  auto upd = conn_->Exec(kHeartbeat, {router_id_, std::to_string(map_version)});
+  absl::Status status = upd.status();
+  if (upd.ok() && upd->AffectedRows() == 0) {
+    // Our row was deleted (a pause longer than the staleness limit): register again, keeping
+    // our worker id if it is still free.
+    status = Insert(worker_id_, map_version);
+    if (status.code() == absl::StatusCode::kAlreadyExists) {
+      if (log_) {
+        log_(LogLevel::kError,
+             fmt::format("router registry: {}; ids generated by this router may collide",
+                         Msg(status)));
+      }
+    }
+  }
+  if (!status.ok()) {
+    Failed(status);
+    return;
+  }
+  if (down_ && log_) log_(LogLevel::kInfo, "router registry: heartbeat restored");
+  down_ = false;
+  backoff_ = pool_.backoff_initial;
+}
+
+void RouterRegistry::Failed(const absl::Status& status) {
+  if (!down_ && log_) {
+    log_(LogLevel::kWarning, fmt::format("router registry: heartbeat failed: {}", Msg(status)));
+  }
+  down_ = true;
+  if (conn_ && !conn_->IsOk()) conn_.reset();
+  std::uniform_int_distribution<std::int64_t> jitter(0, backoff_.count());
+  next_connect_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(jitter(rng_));
+  backoff_ = std::min(pool_.backoff_max, backoff_ * 2);
+}
+
+void RouterRegistry::Deregister() {
+  if (conn_ == nullptr || !conn_->IsOk()) {
+    if (!Connect().ok()) return;
+  }
+  auto del = conn_->Exec(kDelete, {router_id_});
+  if (!del.ok() && log_) {
+    log_(LogLevel::kWarning,
+         fmt::format("router registry: deregister failed: {}", Msg(del.status())));
+  }
+}
+
+}  // namespace shardline::internal

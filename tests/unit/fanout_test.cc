@@ -1,0 +1,97 @@
+// Unit tests of the fan-out's `$owned(col)` expansion (router/fanout.h) and the worker pool.
+#include "fanout.h"
+
+#include <atomic>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "shardline/shard_map.h"
+#include "worker_pool.h"
+
+namespace shardline::internal {
+namespace {
+
+using ::testing::HasSubstr;
+using Ranges = std::vector<std::pair<std::int64_t, std::int64_t>>;
+
+TEST(ExpandOwned, NodeOwningNothingGetsFalse) {
+  auto s = ExpandOwned("SELECT count(*) FROM w WHERE $owned(user_id)", KeyType::kBigint, {});
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(*s, "SELECT count(*) FROM w WHERE false");
+}
+
+TEST(ExpandOwned, NodeOwningEverythingGetsTrue) {
+  auto s = ExpandOwned("WHERE $owned(user_id)", KeyType::kBigint, {{kMinHash, kMaxHash}});
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(*s, "WHERE true");
+}
+
+TEST(ExpandOwned, RangesBecomeOrOfBetweenWithOpenEnds) {
+  Ranges owned = {{kMinHash, -100}, {5, 10}, {200, kMaxHash}};
+  auto s = ExpandOwned("WHERE $owned(user_id) AND x = $1", KeyType::kBigint, owned);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(*s,
+            "WHERE (hashint8extended(\"user_id\", 0) <= -100 OR "
+            "hashint8extended(\"user_id\", 0) BETWEEN 5 AND 10 OR "
+            "hashint8extended(\"user_id\", 0) >= 200) AND x = $1");
+}
+
+TEST(ExpandOwned, UsesTheHashFunctionOfTheKeyType) {
+  auto t = ExpandOwned("$owned(email)", KeyType::kText, {{1, 2}});
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(*t, "(hashtextextended(\"email\", 0) BETWEEN 1 AND 2)");
+  auto u = ExpandOwned("$owned(id)", KeyType::kUuid, {{1, 2}});
+  ASSERT_TRUE(u.ok());
+  EXPECT_EQ(*u, "(uuid_hash_extended(\"id\", 0) BETWEEN 1 AND 2)");
+}
+
+TEST(ExpandOwned, QualifiedColumnsAreQuotedPerPartAndFoldedUnlessQuoted) {
+  auto s = ExpandOwned("$owned( W.User_Id ) $owned(\"Odd.Name\")", KeyType::kBigint, {{1, 2}});
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(*s,
+            "(hashint8extended(\"w\".\"user_id\", 0) BETWEEN 1 AND 2) "
+            "(hashint8extended(\"Odd.Name\", 0) BETWEEN 1 AND 2)");
+}
+
+TEST(ExpandOwned, QuoteInsideAnUnquotedNameCannotBreakOut) {
+  auto s = ExpandOwned("$owned(a\"b)", KeyType::kBigint, {});
+  // An odd number of quotes leaves the `)` inside a quoted section: unterminated.
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ExpandOwned, StatementWithoutPlaceholderIsUnchanged) {
+  auto s = ExpandOwned("SELECT $1::int", KeyType::kBigint, {{1, 2}});
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(*s, "SELECT $1::int");
+}
+
+TEST(ExpandOwned, UnterminatedOrEmptyPlaceholderIsInvalidArgument) {
+  auto a = ExpandOwned("WHERE $owned(user_id", KeyType::kBigint, {});
+  EXPECT_EQ(a.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(a.status().message()), HasSubstr("unterminated $owned( at offset 6"));
+  auto b = ExpandOwned("WHERE $owned( )", KeyType::kBigint, {});
+  EXPECT_EQ(b.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(b.status().message()), HasSubstr("needs a column name"));
+}
+
+TEST(WorkerPool, RunsEveryTaskAndDrainsOnDestruction) {
+  std::atomic<int> ran{0};
+  {
+    WorkerPool pool(3);
+    Latch done(50);
+    for (int i = 0; i < 50; ++i) {
+      pool.Submit([&] {
+        ran.fetch_add(1);
+        done.CountDown();
+      });
+    }
+    done.Wait();
+    EXPECT_EQ(ran.load(), 50);
+    for (int i = 0; i < 10; ++i) pool.Submit([&] { ran.fetch_add(1); });
+  }
+  EXPECT_EQ(ran.load(), 60);
+}
+
+}  // namespace
+}  // namespace shardline::internal
