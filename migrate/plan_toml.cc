@@ -21,6 +21,7 @@
 #include <toml++/toml.h>
 
 #include "shardline/map_toml.h"
+#include "toml_quote.h"
 
 namespace shardline::migrate {
 namespace {
@@ -44,37 +45,7 @@ constexpr std::string_view kMapMarker = "\x1fresult_map\x1f";
 
 int LineOf(const toml::node& n) { return static_cast<int>(n.source().begin.line); }
 
-// A TOML basic string: quotes, backslashes and control characters escaped; UTF-8 kept.
-std::string Quote(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
-          out += fmt::format("\\u{:04X}", static_cast<unsigned>(static_cast<unsigned char>(c)));
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
-  return out;
-}
+std::string Quote(std::string_view s) { return internal::TomlQuote(s); }
 
 // A TOML float that reads back as the same double (TOML needs a '.' or an exponent).
 std::string Float(double v) {

@@ -21,6 +21,7 @@
 #include <toml++/toml.h>
 
 #include "shardline/dsn.h"
+#include "toml_quote.h"
 
 namespace shardline {
 namespace {
@@ -329,37 +330,7 @@ class Reader {
   std::vector<std::pair<int, std::string>> warnings_;  // (line, message)
 };
 
-// A TOML basic string: quotes, backslashes and control characters escaped; UTF-8 kept.
-std::string Quote(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
-          out += fmt::format("\\u{:04X}", static_cast<unsigned>(static_cast<unsigned char>(c)));
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
-  return out;
-}
+std::string Quote(std::string_view s) { return internal::TomlQuote(s); }
 
 // The DSN for display: as written when it holds no password (libpq's rendering reorders the
 // fields), DsnWithoutPassword's rendering when it does or when it does not parse.

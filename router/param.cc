@@ -81,20 +81,7 @@ Param& Param::operator=(const Param& other) {
   return *this;
 }
 
-Param::Param(Param&& other) noexcept : kind_(other.kind_) {
-  std::memcpy(inline_, other.inline_, sizeof(inline_));
-  const bool was_owned = other.view_.data() == other.owned_.data();
-  if (was_owned) {
-    owned_ = std::move(other.owned_);
-    view_ = owned_;
-    // The source's view pointed into the string just moved away: leave it a valid Null.
-    other.kind_ = Kind::kNull;
-    other.view_ = {};
-    other.owned_.clear();
-  } else {
-    Rebind(other);
-  }
-}
+Param::Param(Param&& other) noexcept { *this = std::move(other); }
 
 Param& Param::operator=(Param&& other) noexcept {
   if (this == &other) return *this;

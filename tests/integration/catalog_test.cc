@@ -18,6 +18,7 @@
 
 #include "catalog_reader.h"
 #include "cluster.h"
+#include "status_matchers.h"
 
 namespace shardline::migrate {
 namespace {
@@ -28,21 +29,7 @@ using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-MATCHER_P2(StatusIs, code, message_matcher, "") {
-  const absl::Status& s = [&]() -> const absl::Status& {
-    if constexpr (requires { arg.status(); }) {
-      return arg.status();
-    } else {
-      return arg;
-    }
-  }();
-  if (s.code() != code) {
-    *result_listener << "code is " << absl::StatusCodeToString(s.code()) << ": " << s.message();
-    return false;
-  }
-  return ::testing::ExplainMatchResult(message_matcher, std::string(s.message()),
-                                       result_listener);
-}
+using ::shardline::testing::StatusIs;
 
 // A valid two-node map of `version`; node a's DSN holds a password (the catalog keeps it).
 ShardMapConfig TwoNodeMap(std::int64_t version, const std::string& owner_of_upper_half = "b") {

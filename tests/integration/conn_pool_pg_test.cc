@@ -23,6 +23,7 @@
 #include "pg_conn.h"
 #include "shardline/errors.h"
 #include "tcp_proxy.h"
+#include "status_matchers.h"
 
 namespace shardline::testing {
 namespace {
@@ -39,15 +40,7 @@ using std::chrono::seconds;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 
-MATCHER_P2(StatusIs, code, message_matcher, "") {
-  if (arg.code() != code) {
-    *result_listener << "code is " << absl::StatusCodeToString(arg.code()) << ": "
-                     << arg.message();
-    return false;
-  }
-  return ::testing::ExplainMatchResult(message_matcher, std::string(arg.message()),
-                                       result_listener);
-}
+using ::shardline::testing::StatusIs;
 
 // A clock that moves only when told (the pool's breaker and backoff run on it; connections
 // and their timeouts are real). Thread-safe.

@@ -10,6 +10,7 @@
 #include "cli/map_locate.h"
 #include "cli/map_show.h"
 #include "shardline/key.h"
+#include "status_matchers.h"
 
 namespace shardline::migrate {
 namespace {
@@ -18,21 +19,7 @@ using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-MATCHER_P2(StatusIs, code, message_matcher, "") {
-  const absl::Status& s = [&]() -> const absl::Status& {
-    if constexpr (requires { arg.status(); }) {
-      return arg.status();
-    } else {
-      return arg;
-    }
-  }();
-  if (s.code() != code) {
-    *result_listener << "code is " << absl::StatusCodeToString(s.code()) << ": " << s.message();
-    return false;
-  }
-  return ::testing::ExplainMatchResult(message_matcher, std::string(s.message()),
-                                       result_listener);
-}
+using ::shardline::testing::StatusIs;
 
 MapInitOptions TwoNodes() {
   MapInitOptions o;

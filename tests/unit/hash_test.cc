@@ -22,6 +22,7 @@
 #include <gtest/gtest.h>
 
 #include "shardline/key.h"
+#include "status_matchers.h"
 
 // Counts every allocation made through global operator new in this test binary, so that
 // HashingAllocatesNothing can prove the hash functions allocate nothing. Sanitizer runtimes
@@ -75,15 +76,7 @@ namespace {
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 
-MATCHER_P2(StatusIs, code, message_matcher, "") {
-  if (arg.code() != code) {
-    *result_listener << "code is " << absl::StatusCodeToString(arg.code()) << ": "
-                     << arg.message();
-    return false;
-  }
-  return ::testing::ExplainMatchResult(message_matcher, std::string(arg.message()),
-                                       result_listener);
-}
+using ::shardline::testing::StatusIs;
 
 constexpr std::int64_t kInt64Min = std::numeric_limits<std::int64_t>::min();
 constexpr std::int64_t kInt64Max = std::numeric_limits<std::int64_t>::max();

@@ -29,6 +29,7 @@
 #include "plan_report.h"
 #include "plan_toml.h"
 #include "shardline/map_toml.h"
+#include "status_matchers.h"
 
 namespace shardline::migrate {
 namespace {
@@ -40,15 +41,7 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
 
-MATCHER_P2(StatusIs, code, message_matcher, "") {
-  if (arg.code() != code) {
-    *result_listener << "code is " << absl::StatusCodeToString(arg.code()) << ": "
-                     << arg.message();
-    return false;
-  }
-  return ::testing::ExplainMatchResult(message_matcher, std::string(arg.message()),
-                                       result_listener);
-}
+using ::shardline::testing::StatusIs;
 
 constexpr std::string_view kPassword = "s3cret-Pw";
 

@@ -15,6 +15,7 @@
 
 #include "shardline/hash.h"
 #include "shardline/key.h"
+#include "status_matchers.h"
 
 // Counts every allocation made through global operator new in this test binary, so that a
 // test can prove a code path allocates nothing. Sanitizer runtimes define operator new
@@ -74,15 +75,7 @@ using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-MATCHER_P2(StatusIs, code, message_matcher, "") {
-  if (arg.code() != code) {
-    *result_listener << "code is " << absl::StatusCodeToString(arg.code()) << ": "
-                     << arg.message();
-    return false;
-  }
-  return ::testing::ExplainMatchResult(message_matcher, std::string(arg.message()),
-                                       result_listener);
-}
+using ::shardline::testing::StatusIs;
 
 NodeConfig Node(std::string name) {
   NodeConfig n;
