@@ -1,9 +1,11 @@
 // Size estimates per hash range: how many rows and bytes of the sharded tables fall into each
 // range of a shard map. `shardline stats` computes them with one bucketed pass per table per node
 // (rows grouped by the server-side hash of the shard key); the rebalance planner consumes them.
-//
-// STATUS: interface only. CollectRangeStats() is a stub returning Unimplemented until the stats
-// pass is written (migrate/stats.cc); RangeStats is what the planner already consumes.
+// The pass per table per node is
+//   SELECT width_bucket(hash(key), $1::bigint[]), count(*), sum(pg_column_size(t.*)) ... GROUP BY 1
+// with the ranges' lower bounds as the array parameter, so the bucket is the range index. Rows a
+// node holds in a range it does not own (left over from a move, or copied ahead of one) are
+// counted as orphans of that node, never attributed to the owner.
 #pragma once
 
 #include <cstdint>
@@ -11,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "pg_conn.h"
 #include "shardline/shard_map.h"
 
 namespace shardline::migrate {
@@ -38,8 +41,57 @@ struct CollectStatsOptions {
 // Blocks for one scan of each table on each node.
 // Unavailable naming the node when a node cannot be reached; NotFound naming table and node
 // when a table is missing.
-// STUB: currently always returns Unimplemented (see migrate/stats.cc).
 absl::StatusOr<std::vector<RangeStats>> CollectRangeStats(const ShardMap& map,
                                                           const CollectStatsOptions& options);
+
+// Rows and bytes (sum of pg_column_size of the rows).
+struct RowsBytes {
+  std::int64_t rows = 0;
+  std::int64_t bytes = 0;
+  RowsBytes& operator+=(const RowsBytes& o) {
+    rows += o.rows;
+    bytes += o.bytes;
+    return *this;
+  }
+  friend bool operator==(const RowsBytes&, const RowsBytes&) = default;
+};
+
+// What one node holds of one table.
+struct TableNodeStats {
+  std::string table;  // as named in the map
+  std::string node;
+  // Per range index of the map: rows in that range on this node. Only ranges the node owns are
+  // non-zero (rows of other ranges are in `orphans`).
+  std::vector<RowsBytes> owned_by_range;
+  RowsBytes owned;                  // sum of owned_by_range
+  RowsBytes orphans;                // rows in ranges another node owns
+  std::vector<RowsBytes> orphans_by_range;  // per range index, like owned_by_range
+};
+
+// Everything one stats run measured: one entry per (table, node), tables in map order, nodes in
+// map order within a table.
+struct StatsDetail {
+  std::vector<TableNodeStats> entries;
+};
+
+// Measures the selected tables on every node of `map` (all nodes concurrently, one thread and
+// one connection each; one scan per table per node). Errors as CollectRangeStats.
+absl::StatusOr<StatsDetail> CollectStatsDetail(const ShardMap& map,
+                                               const CollectStatsOptions& options);
+
+// The per-range totals (owned rows only, summed over tables) of a detail, in map range order:
+// what CollectRangeStats() returns.
+std::vector<RangeStats> RangeTotals(const ShardMap& map, const StatsDetail& detail);
+
+// Measures one table on one node: rows and bytes per range index of `map` (a vector of
+// map.ranges().size() entries, rows of every range, owned or not). NotFound naming table and
+// node when the table is missing. Blocks for one scan of the table.
+absl::StatusOr<std::vector<RowsBytes>> MeasureTableOnNode(pg::Conn& conn, const ShardMap& map,
+                                                          const TableConfig& table);
+
+// The tables `names` selects among the sharded tables of `map` (empty = all sharded tables, in
+// map order). InvalidArgument naming an unknown or reference table.
+absl::StatusOr<std::vector<const TableConfig*>> SelectShardedTables(
+    const ShardMap& map, const std::vector<std::string>& names);
 
 }  // namespace shardline::migrate

@@ -19,6 +19,7 @@
 
 #include <fmt/format.h>
 
+#include "absl/strings/cord.h"
 #include "backoff.h"
 #include "shardline/errors.h"
 
@@ -53,6 +54,21 @@ std::string Msg(const absl::Status& status) { return std::string(status.message(
 absl::Status WithNode(absl::Status status, const std::string& node) {
   SetNode(status, node);
   return status;
+}
+
+// A deep copy of `status` that shares nothing with it: code, message and payloads rebuilt
+// from their text. Why: absl::Status copies share one reference-counted rep, and Debian's
+// abseil is not built with ThreadSanitizer, so the reference count is invisible to TSan; a
+// connect error kept in the pool (last_connect_error) and also handed to callers on other
+// threads made TSan report the rep's final free as a race with an earlier read of its message.
+// A connect error is rare (an error path), so the copy costs nothing that matters.
+absl::Status FreshCopy(const absl::Status& status) {
+  if (status.ok()) return absl::OkStatus();
+  absl::Status out(status.code(), std::string(status.message()));
+  status.ForEachPayload([&out](absl::string_view url, const absl::Cord& payload) {
+    out.SetPayload(url, absl::Cord(std::string(payload)));
+  });
+  return out;
 }
 
 }  // namespace
@@ -219,7 +235,7 @@ void ConnPool::OnConnectFailedLocked(const absl::Status& status, bool counts, Ti
   State& s = *state_;
   --s.connecting;
   ++s.connect_failures;
-  s.last_connect_error = status;
+  s.last_connect_error = FreshCopy(status);
   if (!counts) {
     KickFrontLocked();
     return;
@@ -419,7 +435,7 @@ absl::StatusOr<Lease> ConnPool::Acquire(TimePoint deadline) {
     const bool counts =
         probe || fair || conn.status().code() != absl::StatusCode::kDeadlineExceeded;
     OnConnectFailedLocked(conn.status(), counts, now, &trash, &log_line);
-    error = conn.status();
+    error = FreshCopy(conn.status());  // this caller's own, nothing shared (see FreshCopy)
     if (!NodeOf(error)) SetNode(error, config_.node);
     break;
   }

@@ -170,7 +170,7 @@ class CatalogMapSource final : public MapSource {
     auto conn = pg::Conn::Connect(dsn_, "catalog", pool_.connect_timeout);
     absl::Status status = conn.status();
     if (conn.ok()) {
-      status = (*conn)->Exec(fmt::format("LISTEN {}", kMapChannel)).status();
+      status = (*conn)->Exec(fmt::format("LISTEN {}", kCatalogMapChannel)).status();
     }
     if (!status.ok()) {
       Lost(status);

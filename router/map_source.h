@@ -19,9 +19,6 @@
 
 namespace shardline::internal {
 
-// The NOTIFY channel the catalog publishes on (payload: the new version).
-inline constexpr const char* kMapChannel = "shardline_map";
-
 // A map source. Load() is thread-safe; Check() and WaitFd() belong to the router's
 // maintenance thread.
 class MapSource {

@@ -142,6 +142,34 @@ absl::StatusOr<Result> Conn::Exec(std::string_view sql, const Params& params) {
   }
 }
 
+absl::StatusOr<Result> Conn::ExecBinary(std::string_view sql, const Params& params,
+                                        const std::vector<Oid>& types, bool binary_result) {
+  std::vector<const char*> values;
+  std::vector<int> lengths;
+  std::vector<int> formats(params.size(), 1);
+  std::vector<Oid> oids(params.size(), 0);
+  for (std::size_t i = 0; i < params.size() && i < types.size(); ++i) oids[i] = types[i];
+  for (const auto& p : params) {
+    values.push_back(p ? p->data() : nullptr);
+    lengths.push_back(p ? static_cast<int>(p->size()) : 0);
+  }
+  const std::string sql_str(sql);
+  ResultPtr res(PQexecParams(conn_.get(), sql_str.c_str(), static_cast<int>(params.size()),
+                             oids.data(), values.data(), lengths.data(), formats.data(),
+                             binary_result ? 1 : 0));
+  if (!res) return StatusFromConn(conn_.get(), node_, "query failed");
+  switch (PQresultStatus(res.get())) {
+    case PGRES_TUPLES_OK:
+    case PGRES_COMMAND_OK:
+      return Result(std::move(res));
+    default:
+      if (PQstatus(conn_.get()) == CONNECTION_BAD && !PQresultErrorField(res.get(), PG_DIAG_SQLSTATE)) {
+        return StatusFromConn(conn_.get(), node_, "connection lost");
+      }
+      return StatusFromResult(res.get(), node_, "statement failed");
+  }
+}
+
 absl::Status Conn::ExecScript(std::string_view sql) {
   const std::string sql_str(sql);
   if (!PQsendQuery(conn_.get(), sql_str.c_str())) {

@@ -74,6 +74,13 @@ class Conn {
   // Returns the result on PGRES_TUPLES_OK / PGRES_COMMAND_OK / PGRES_COPY_*; otherwise a
   // status coded by SQLSTATE (shardline/errors.h) naming the node.
   absl::StatusOr<Result> Exec(std::string_view sql, const Params& params = {});
+  // Like Exec, but the parameters travel in binary (send/recv) form, typed by `types` (OIDs; 0 or
+  // missing = inferred by the server), and with `binary_result` the result columns come back in
+  // binary form too. For values that must not round-trip through text (keys copied between
+  // nodes by the backfill). Binary result values must be read with PQgetvalue/PQgetlength on
+  // get(), not with Result::Text/Int64 (which expect text).
+  absl::StatusOr<Result> ExecBinary(std::string_view sql, const Params& params,
+                                    const std::vector<Oid>& types, bool binary_result);
   // Runs a script of several statements with the simple query protocol (no parameters:
   // only for constant SQL such as schema files).
   absl::Status ExecScript(std::string_view sql);

@@ -75,19 +75,24 @@ PoolSample SampleOf(const ConnPool& pool) {
   return out;
 }
 
-}  // namespace
-
-RouterImpl::RouterImpl(RouterOptions options) : options_(std::move(options)) {}
-
-void RouterImpl::Log(LogLevel level, std::string_view message) const {
-  if (options_.log_sink) {
-    options_.log_sink(level, message);
+// Where RouterImpl::Log and the pools' logs go: `sink`, or warnings and errors to stderr.
+void LogTo(const LogSink& sink, LogLevel level, std::string_view message) {
+  if (sink) {
+    sink(level, message);
     return;
   }
   if (level >= LogLevel::kWarning) {
     std::fprintf(stderr, "shardline %s: %.*s\n", LevelName(level),
                  static_cast<int>(message.size()), message.data());
   }
+}
+
+}  // namespace
+
+RouterImpl::RouterImpl(RouterOptions options) : options_(std::move(options)) {}
+
+void RouterImpl::Log(LogLevel level, std::string_view message) const {
+  LogTo(options_.log_sink, level, message);
 }
 
 absl::Status RouterImpl::CheckOptions(const RouterOptions& o) {
@@ -216,9 +221,16 @@ std::shared_ptr<ConnPool> RouterImpl::MakePool(const std::string& node, const st
                                                int min_size, int max_size) const {
   PoolConfig cfg;
   cfg.node = node;
-  cfg.min_size = min_size;
-  cfg.max_size = max_size;
+  cfg.max_size = options_.pool.max_size_override > 0 ? options_.pool.max_size_override : max_size;
+  cfg.min_size = std::min(
+      options_.pool.min_size_override > 0 ? options_.pool.min_size_override : min_size,
+      cfg.max_size);
   cfg.options = options_.pool;
+  // Breaker transitions reach the router's log. The sink is copied, not `this`: a pool can
+  // outlive the router while a Session still holds one of its connections.
+  cfg.log = [sink = options_.log_sink](LogLevel level, std::string_view m) {
+    LogTo(sink, level, m);
+  };
   const std::string app = options_.application_name;
   const std::chrono::milliseconds statement_timeout = options_.statement_timeout;
   ConnectorFn connect = [dsn, node, app, statement_timeout](std::chrono::milliseconds timeout)

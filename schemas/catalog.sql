@@ -83,3 +83,98 @@ CREATE TABLE IF NOT EXISTS shardline.routers (
   last_heartbeat timestamptz NOT NULL DEFAULT now()
 );
 REVOKE ALL ON shardline.routers FROM PUBLIC;
+
+-- Rollouts (migrate/rollout.h, `shardline rollout`): the state machine of each online move,
+-- persisted so that a killed command run again continues where it stopped. A migration is a
+-- plan (its full TOML, passwords included, like map_versions.content) cut into waves; each
+-- wave goes pending -> catching_up -> verified -> reads_switched -> writes_switched, and the
+-- migration ends as cleaned, rolled_back or aborted. Every step is logged in migration_steps
+-- before it acts (finished_at NULL) and after (finished_at, outcome).
+CREATE TABLE IF NOT EXISTS shardline.migrations (
+  id             bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  -- Random, names the migration's replication objects on the nodes (with the id): slot names
+  -- are per server, and two catalogs may number their migrations alike.
+  tag            text        NOT NULL DEFAULT substr(md5(random()::text || clock_timestamp()::text), 1, 8),
+  state          text        NOT NULL DEFAULT 'running'
+                   CHECK (state IN ('running', 'cleaned', 'rolled_back', 'aborted')),
+  plan_toml      text        NOT NULL,
+  base_version   bigint      NOT NULL,   -- the catalog map version the plan was made from
+  wave_percents  text        NOT NULL,   -- e.g. '1,10,50,100' (cumulative shares of bytes)
+  soak_seconds   double precision NOT NULL DEFAULT 0,
+  created_at     timestamptz NOT NULL DEFAULT now(),
+  updated_at     timestamptz NOT NULL DEFAULT now(),
+  created_by     text        NOT NULL DEFAULT current_user,
+  os_user        text,
+  last_error     text,                   -- the last failure (a gate, a timeout); NULL when none
+  finished_at    timestamptz
+);
+REVOKE ALL ON shardline.migrations FROM PUBLIC;
+
+CREATE TABLE IF NOT EXISTS shardline.migration_waves (
+  migration_id    bigint      NOT NULL REFERENCES shardline.migrations (id),
+  wave            integer     NOT NULL CHECK (wave >= 1),
+  step            text        NOT NULL DEFAULT 'pending'
+                    CHECK (step IN ('pending', 'catching_up', 'verified', 'reads_switched',
+                                    'writes_switched')),
+  share_percent   double precision NOT NULL,  -- cumulative share of bytes after this wave
+  started_at      timestamptz,               -- catch-up began
+  verified_at     timestamptz,
+  reads_at        timestamptz,
+  fenced_at       timestamptz,               -- recorded just before the fence
+  writes_at       timestamptz,               -- the owner map was published
+  soak_until      timestamptz,
+  rows_verified   bigint,                    -- source rows compared by the gate
+  verify_clean    boolean,
+  verify_summary  text,
+  gate_pause_ms   double precision,          -- how long the gate paused writers
+  write_window_ms double precision,          -- fence -> owner map published
+  fence_lsn       text,
+  reads_version   bigint,                    -- map versions published by this wave
+  writes_version  bigint,
+  PRIMARY KEY (migration_id, wave)
+);
+REVOKE ALL ON shardline.migration_waves FROM PUBLIC;
+
+CREATE TABLE IF NOT EXISTS shardline.migration_ranges (
+  migration_id bigint NOT NULL REFERENCES shardline.migrations (id),
+  wave         integer NOT NULL,
+  lo           bigint NOT NULL,
+  hi           bigint NOT NULL,
+  source       text   NOT NULL,
+  target       text   NOT NULL,
+  est_rows     bigint NOT NULL DEFAULT 0,
+  est_bytes    bigint NOT NULL DEFAULT 0,
+  PRIMARY KEY (migration_id, lo)
+);
+REVOKE ALL ON shardline.migration_ranges FROM PUBLIC;
+
+CREATE TABLE IF NOT EXISTS shardline.migration_steps (
+  id           bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  migration_id bigint      NOT NULL REFERENCES shardline.migrations (id),
+  wave         integer     NOT NULL DEFAULT 0,   -- 0 = the whole migration
+  step         text        NOT NULL,
+  started_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
+  finished_at  timestamptz,
+  outcome      text        CHECK (outcome IN ('ok', 'failed')),
+  detail       text
+);
+REVOKE ALL ON shardline.migration_steps FROM PUBLIC;
+
+-- Backfill checkpoints (migrate/backfill_checkpoint.h, `shardline backfill --catalog`): per job
+-- (source, target, table, ranges) the last primary key copied, as the binary values of the key
+-- columns framed by length, written after each batch committed on the target. A resumed backfill
+-- first deletes the target's rows above last_key (a batch whose checkpoint did not commit).
+CREATE TABLE IF NOT EXISTS shardline.backfill_checkpoints (
+  source_node text        NOT NULL,
+  target_node text        NOT NULL,
+  table_name  text        NOT NULL,
+  ranges      text        NOT NULL,   -- "lo:hi[,lo:hi...]"
+  last_key    bytea,                  -- NULL: started, no batch yet
+  rows_copied bigint      NOT NULL DEFAULT 0,
+  batches     bigint      NOT NULL DEFAULT 0,
+  done        boolean     NOT NULL DEFAULT false,
+  started_at  timestamptz NOT NULL DEFAULT now(),
+  updated_at  timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (source_node, target_node, table_name, ranges)
+);
+REVOKE ALL ON shardline.backfill_checkpoints FROM PUBLIC;

@@ -27,6 +27,22 @@ CREATE TABLE IF NOT EXISTS shardline.fenced_ranges (
   PRIMARY KEY (table_name, lo, hi),
   CHECK (lo <= hi)
 );
+-- A rollout first marks the ranges it moves as 'moving' (writers still pass, but each write
+-- into such a range takes pg_advisory_xact_lock_shared(lock_key), so the rollout can pause
+-- them for milliseconds by holding the exclusive lock: its consistency gate and its fence wait
+-- for in-flight writers that way), then as 'fence' (writers are rejected with SLF01).
+ALTER TABLE shardline.fenced_ranges ADD COLUMN IF NOT EXISTS mode text NOT NULL DEFAULT 'fence';
+ALTER TABLE shardline.fenced_ranges ADD COLUMN IF NOT EXISTS lock_key bigint;
+DO $do$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_constraint
+                 WHERE conname = 'fenced_ranges_mode_check'
+                   AND conrelid = 'shardline.fenced_ranges'::regclass) THEN
+    ALTER TABLE shardline.fenced_ranges ADD CONSTRAINT fenced_ranges_mode_check
+      CHECK (mode IN ('fence', 'moving') AND (mode = 'fence' OR lock_key IS NOT NULL));
+  END IF;
+END
+$do$;
 
 -- Trigger function. TG_ARGV[0]: the shard-key column; TG_ARGV[1]: the hash function, one of
 -- hashint8extended, hashtextextended, uuid_hash_extended (seed 0, as the router hashes).
@@ -70,10 +86,31 @@ BEGIN
     IF h IS NULL THEN
       RAISE EXCEPTION 'shardline.fence_trigger on %: unknown hash function %', qualified, hash_fn;
     END IF;
-    SELECT fr.lo, fr.hi INTO f FROM shardline.fenced_ranges fr
+    SELECT fr.lo, fr.hi, fr.mode, fr.lock_key INTO f FROM shardline.fenced_ranges fr
       WHERE fr.table_name IN (qualified, TG_TABLE_NAME) AND h BETWEEN fr.lo AND fr.hi
       LIMIT 1;
-    IF FOUND THEN
+    IF FOUND AND f.mode = 'moving' THEN
+      -- A range being moved: take the rollout's lock shared (it never blocks unless a rollout
+      -- gate or fence holds it exclusively, for milliseconds), then look again with a fresh
+      -- snapshot (this function is VOLATILE: under READ COMMITTED each query takes a new one),
+      -- since the fence may have been committed while we waited. A REPEATABLE READ or
+      -- SERIALIZABLE transaction cannot see that commit, so it is told to retry instead.
+      IF NOT pg_try_advisory_xact_lock_shared(f.lock_key) THEN
+        IF current_setting('transaction_isolation') <> 'read committed' THEN
+          RAISE EXCEPTION USING
+            ERRCODE = '40001',
+            MESSAGE = format('write to %s paused: %s = %s hashes to %s, in range %s..%s being '
+                             'switched to another node', qualified, key_col, k, h, f.lo, f.hi),
+            HINT = 'Retry the transaction.';
+        END IF;
+        PERFORM pg_advisory_xact_lock_shared(f.lock_key);
+      END IF;
+      SELECT fr.lo, fr.hi, fr.mode, fr.lock_key INTO f FROM shardline.fenced_ranges fr
+        WHERE fr.table_name IN (qualified, TG_TABLE_NAME) AND h BETWEEN fr.lo AND fr.hi
+          AND fr.mode = 'fence'
+        LIMIT 1;
+    END IF;
+    IF FOUND AND f.mode = 'fence' THEN
       RAISE EXCEPTION USING
         ERRCODE = 'SLF01',
         MESSAGE = format('write to %s rejected: %s = %s hashes to %s, in fenced range %s..%s',

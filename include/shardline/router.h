@@ -130,6 +130,9 @@ class Router {
   std::string MetricsText() const;
 
   explicit Router(std::unique_ptr<internal::RouterImpl> impl);
+  // Test and benchmark hook (tools/bench/router_bench uses the router's own pooled connections
+  // for its libpq baseline): the implementation, declared in router/ (not installed).
+  internal::RouterImpl& ImplForTest() { return *impl_; }
 
  private:
   std::unique_ptr<internal::RouterImpl> impl_;

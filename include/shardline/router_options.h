@@ -34,6 +34,11 @@ struct PoolOptions {
   // probe is let through (half-open). Default 3 failures, 1 s.
   int breaker_failures = 3;
   milliseconds breaker_open_for{1000};
+  // Per-node pool limits for this router instead of the map's pool_min / pool_max (0 = the
+  // map's). For processes whose concurrency differs from the services the map was sized for
+  // (e.g. shardline-loadgen --pool-max). A min above the max is lowered to the max. Default 0.
+  int min_size_override = 0;
+  int max_size_override = 0;
 };
 
 enum class LogLevel { kDebug, kInfo, kWarning, kError };

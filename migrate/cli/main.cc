@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "cli/backfill_command.h"
 #include "cli/catalog_init.h"
 #include "cli/common.h"
 #include "cli/map_diff_command.h"
@@ -21,6 +22,10 @@
 #include "cli/map_show.h"
 #include "cli/map_validate.h"
 #include "cli/rebalance_plan.h"
+#include "cli/stats_command.h"
+#include "cli/verify_command.h"
+#include "cli/cleanup_command.h"
+#include "cli/rollout_command.h"
 
 namespace shardline::migrate {
 namespace {
@@ -37,6 +42,11 @@ struct AllOptions {
   MapHistoryOptions map_history;
   MapRevertOptions map_revert;
   RebalancePlanOptions rebalance_plan;
+  StatsOptions stats;
+  VerifyCommandOptions verify;
+  CleanupCommandOptions cleanup;
+  BackfillCommandOptions backfill;
+  RolloutCliOptions rollout;
 };
 
 struct Command {
@@ -78,7 +88,9 @@ int Main(int argc, char** argv) {
   rebalance->require_subcommand(1);
 
   AllOptions o;
+  CLI::App* rollout_group = SetupRollout(app, o.rollout);
   const std::vector<Command> commands = {
+      {rollout_group, [&] { return RunRollout(*rollout_group, o.rollout); }},
       {SetupCatalogInit(*catalog, o.catalog_init), [&] { return RunCatalogInit(o.catalog_init); }},
       {SetupMapInit(*map, o.map_init), [&] { return RunMapInit(o.map_init); }},
       {SetupMapValidate(*map, o.map_validate), [&] { return RunMapValidate(o.map_validate); }},
@@ -90,6 +102,10 @@ int Main(int argc, char** argv) {
       {SetupMapRevert(*map, o.map_revert), [&] { return RunMapRevert(o.map_revert); }},
       {SetupRebalancePlan(*rebalance, o.rebalance_plan),
        [&] { return RunRebalancePlan(o.rebalance_plan); }},
+      {SetupStats(app, o.stats), [&] { return RunStats(o.stats); }},
+      {SetupVerify(app, o.verify), [&] { return RunVerify(o.verify); }},
+      {SetupCleanup(app, o.cleanup), [&] { return RunCleanup(o.cleanup); }},
+      {SetupBackfill(app, o.backfill), [&] { return RunBackfillCommand(o.backfill); }},
   };
 
   try {

@@ -4,12 +4,14 @@
 #include "cli/rebalance_plan.h"
 
 #include <cstdio>
+#include <cstdlib>
 #include <utility>
 
 #include <fmt/format.h>
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "cli/common.h"
 #include "plan_report.h"
 #include "plan_toml.h"
 #include "shardline/map_toml.h"
@@ -69,22 +71,16 @@ CLI::App* SetupRebalancePlan(CLI::App& rebalance, RebalancePlanOptions& options)
 }
 
 absl::Status RunRebalancePlan(const RebalancePlanOptions& options) {
-  if (options.map_file.empty() && options.catalog_dsn.empty()) {
-    return absl::InvalidArgumentError("give the current map with --map FILE or --catalog DSN");
-  }
   if (!options.dry_run && options.output.empty()) {
     return absl::InvalidArgumentError(
         "give the plan file to write with -o PLAN (or use --dry-run to print the moves)");
   }
-  if (!options.catalog_dsn.empty()) {
-    // STUB: needs the catalog reader (load the current map version from the control database).
-    return absl::UnimplementedError(
-        "rebalance plan --catalog is not available yet; export the map and use --map FILE");
-  }
-
-  absl::StatusOr<ParsedShardMap> map = LoadShardMapFile(options.map_file);
-  if (!map.ok()) return map.status();
-  for (const std::string& w : map->warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+  absl::StatusOr<LoadedMap> loaded =
+      LoadMapFromSource({.map_file = options.map_file, .catalog_dsn = options.catalog_dsn},
+                        std::getenv(kCatalogEnv));
+  if (!loaded.ok()) return loaded.status();
+  PrintWarnings(loaded->parsed.warnings);
+  const ParsedShardMap* map = &loaded->parsed;
 
   PlanRequest request;
   absl::StatusOr<BalanceMode> mode = ParseBalanceMode(options.by);

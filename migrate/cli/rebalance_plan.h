@@ -34,7 +34,9 @@ CLI::App* SetupRebalancePlan(CLI::App& rebalance, RebalancePlanOptions& options)
 // Loads the map, collects size estimates (--by size), plans, and writes the plan file or prints
 // the table. Blocks on the map file, the stats pass over every node, and the plan file write.
 // InvalidArgument for bad flags and maps (the planner's messages), NotFound / PermissionDenied
-// naming the file, Unimplemented for --catalog and for --by size until the stats pass exists.
+// naming the file, Unavailable naming the catalog or a node that cannot be reached (--by size
+// scans every sharded table on every node once, see migrate/stats.h). Without --map and
+// --catalog, $SHARDLINE_CATALOG is used; a UsageError when none is given.
 absl::Status RunRebalancePlan(const RebalancePlanOptions& options);
 
 }  // namespace shardline::migrate

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <future>
 #include <memory>
 #include <string>
 #include <thread>
@@ -197,6 +198,10 @@ TEST(ConnPoolPg, DeadNodeFailsFastAndOpensItsBreakerWhileALiveNodeKeepsServing) 
   std::atomic<bool> stop{false};
   std::atomic<int> dead_calls{0};
   std::atomic<int> dead_breaker_errors{0};
+  // Set once the three connect failures are done (the breaker is open). The live run starts
+  // only then, and the hammer makes at least one call after it: without this the live run
+  // could finish while the hammer was still in its backoffs, leaving dead_calls at 0.
+  std::promise<void> connects_failed;
   std::thread hammer([&] {
     // The first three fail on connect (refused), waiting out a short jittered backoff between
     // them within their deadline; every later one is refused by the open breaker.
@@ -205,7 +210,8 @@ TEST(ConnPoolPg, DeadNodeFailsFastAndOpensItsBreakerWhileALiveNodeKeepsServing) 
       first_failures.push_back(dead->Acquire(SteadyClock::now() + seconds(5)).status());
       slowest_connect_failure_s = std::max(slowest_connect_failure_s, SecondsSince(start));
     }
-    while (!stop.load()) {
+    connects_failed.set_value();
+    do {
       const auto start = SteadyClock::now();
       absl::Status s = dead->Acquire(SteadyClock::now() + seconds(5)).status();
       slowest_refusal_s = std::max(slowest_refusal_s, SecondsSince(start));
@@ -217,8 +223,9 @@ TEST(ConnPoolPg, DeadNodeFailsFastAndOpensItsBreakerWhileALiveNodeKeepsServing) 
           std::string(s.message()).find("circuit breaker open") != std::string::npos) {
         dead_breaker_errors++;
       }
-    }
+    } while (!stop.load());
   });
+  connects_failed.get_future().wait();
   const double with_dead_qps = run_live(live_errors);
   stop = true;
   hammer.join();

@@ -16,6 +16,7 @@
 
 #include "catalog.h"
 #include "router_test_util.h"
+#include "status_matchers.h"
 #include "shardline/errors.h"
 #include "shardline/id_gen.h"
 #include "shardline/merge.h"
@@ -27,6 +28,7 @@ namespace {
 
 using ::testing::HasSubstr;
 using ::testing::Not;
+using ::shardline::testing::StatusIs;
 using namespace std::chrono_literals;
 using testing::RouterFixture;
 using testing::UnusedPort;
@@ -645,6 +647,36 @@ TEST_F(RouterFixture, SixtyFourThreadsShareAPoolOfFourWithoutDeadlockOrStarvatio
   EXPECT_LE(CountOn(0, fmt::format("SELECT count(*) FROM pg_stat_activity WHERE "
                                    "application_name = '{}'", app_name_)),
             4);
+}
+
+// The pools report to the router: breaker transitions reach the router's log sink, and every
+// checkout (Execute, Transaction, failed or not) is one observation of the node's checkout-wait
+// histogram.
+TEST_F(RouterFixture, PoolBreakerLogsAndCheckoutWaitsReachTheRouter) {
+  ShardMapConfig config = Config(1, 8, /*pool_max=*/2, /*rotate=*/0, /*nodes=*/2);
+  config.nodes[1].dsn = fmt::format("host=127.0.0.1 port={} dbname=app user=app", UnusedPort());
+  WriteMap(config);
+  RouterOptions opts = Options();
+  opts.pool.connect_timeout = 500ms;
+  opts.pool.breaker_failures = 2;
+  opts.pool.breaker_open_for = 60s;  // stays open for the whole test
+  auto router = MakeRouter(std::move(opts));
+  ASSERT_NE(router, nullptr);
+  const std::int64_t on0 = KeyOwnedBy(*router, node_names_[0]);
+  const std::int64_t on1 = KeyOwnedBy(*router, node_names_[1]);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(router->Execute(on0, "SELECT 1").ok());
+  ASSERT_TRUE(router->Transaction(on0, [](Session& s) { return s.Execute("SELECT 1").status(); })
+                  .ok());
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_THAT(router->Execute(on1, "SELECT 1").status(),
+                StatusIs(absl::StatusCode::kUnavailable, HasSubstr("node n2")));
+  }
+  EXPECT_THAT(logs_.Matching("circuit breaker open"),
+              HasSubstr("node n2: circuit breaker open after 2 consecutive connection failures"))
+      << logs_.All();
+  const std::string metrics = router->MetricsText();
+  EXPECT_THAT(metrics, HasSubstr("shardline_pool_checkout_wait_seconds_count{node=\"n1\"} 6\n"));
+  EXPECT_THAT(metrics, HasSubstr("shardline_pool_checkout_wait_seconds_count{node=\"n2\"} 4\n"));
 }
 
 TEST_F(RouterFixture, PasswordsNeverAppearInErrorsLogsOrMetrics) {

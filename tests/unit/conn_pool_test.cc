@@ -461,6 +461,33 @@ TEST_F(ConnPoolTest, ConnectFailureIsReturnedWithNodeAndCounted) {
   EXPECT_EQ(stats.breaker, BreakerState::kClosed);
 }
 
+// absl::Status copies share one reference-counted rep, whose count ThreadSanitizer cannot see
+// in Debian's (uninstrumented) abseil: a connect error kept by the pool and handed to callers on
+// several threads was reported as a race. Each caller must get its own copy, payloads included.
+// Shared reps show as equal message() addresses.
+TEST_F(ConnPoolTest, EachCallerGetsItsOwnCopyOfAConnectError) {
+  config_.options.breaker_failures = 100;
+  config_.options.backoff_initial = milliseconds(1);
+  config_.options.backoff_max = milliseconds(1);
+  absl::Status refused = kRefused;
+  SetNode(refused, "b");  // already attached: the pool has no reason to touch it
+  SetSqlState(refused, "08001");
+  connector_.FailWith(refused);
+  auto pool = MakePool();
+  absl::StatusOr<Lease> first = pool->Acquire(In(seconds(1)));
+  clock_.Advance(seconds(1));  // past the backoff
+  absl::StatusOr<Lease> second = pool->Acquire(In(seconds(1)));
+  ASSERT_EQ(connector_.calls(), 2);
+  for (const absl::StatusOr<Lease>* got : {&first, &second}) {
+    EXPECT_THAT(got->status(), StatusIs(absl::StatusCode::kUnavailable,
+                                        HasSubstr("node b: could not connect")));
+    EXPECT_EQ(NodeOf(got->status()), "b");
+    EXPECT_EQ(SqlStateOf(got->status()), "08001");
+    EXPECT_NE(got->status().message().data(), refused.message().data());
+  }
+  EXPECT_NE(first.status().message().data(), second.status().message().data());
+}
+
 TEST_F(ConnPoolTest, ConnectTimeoutCutShortByTheCallersDeadlineDoesNotOpenTheBreaker) {
   config_.options.breaker_failures = 1;
   config_.options.connect_timeout = milliseconds(2000);

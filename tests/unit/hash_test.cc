@@ -7,13 +7,10 @@
 #include "shardline/hash.h"
 
 #include <array>
-#include <atomic>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
 #include <iterator>
 #include <limits>
-#include <new>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -22,53 +19,8 @@
 #include <gtest/gtest.h>
 
 #include "shardline/key.h"
+#include "alloc_counter.h"
 #include "status_matchers.h"
-
-// Counts every allocation made through global operator new in this test binary, so that
-// HashingAllocatesNothing can prove the hash functions allocate nothing. Sanitizer runtimes
-// define operator new themselves, so the count is only kept in plain builds (the same scheme
-// as tests/unit/shard_map_test.cc).
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define SHARDLINE_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
-    __has_feature(memory_sanitizer)
-#define SHARDLINE_SANITIZED 1
-#endif
-#endif
-
-namespace {
-std::atomic<long> g_allocations{0};
-}  // namespace
-
-#ifndef SHARDLINE_SANITIZED
-__attribute__((noinline)) void* operator new(std::size_t size) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t size) { return ::operator new(size); }
-void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
-  try {
-    return ::operator new(size);
-  } catch (const std::bad_alloc&) {
-    return nullptr;
-  }
-}
-void* operator new[](std::size_t size, const std::nothrow_t& nt) noexcept {
-  return ::operator new(size, nt);
-}
-__attribute__((noinline)) void operator delete(void* p) noexcept { std::free(p); }
-__attribute__((noinline)) void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-__attribute__((noinline)) void operator delete[](void* p) noexcept { std::free(p); }
-__attribute__((noinline)) void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-__attribute__((noinline)) void operator delete(void* p, const std::nothrow_t&) noexcept {
-  std::free(p);
-}
-__attribute__((noinline)) void operator delete[](void* p, const std::nothrow_t&) noexcept {
-  std::free(p);
-}
-#endif  // SHARDLINE_SANITIZED
 
 namespace shardline {
 namespace {
@@ -283,19 +235,19 @@ TEST(HashBytesExtended, EmptyInputNeedsNoPointer) {
 
 TEST(Hash, HashingAllocatesNothing) {
 #ifdef SHARDLINE_SANITIZED
-  GTEST_SKIP() << "allocations are not counted under a sanitizer (see the top of this file)";
+  GTEST_SKIP() << "allocations are not counted under a sanitizer (see alloc_counter.h)";
 #endif
   const std::string long_text = Repeat("shardline", 200);
   const Uuid u = ParseOrDie("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11");
   const ShardKey keys[] = {ShardKey(kInt64Min), ShardKey(std::string_view(long_text)),
                            ShardKey(u)};
   volatile std::int64_t sink = 0;  // volatile: the calls cannot be optimised away
-  const long before = g_allocations.load();
+  const long before = ::shardline::testing::AllocationCount();
   for (int i = 0; i < 1000; ++i) {
     sink = sink ^ HashInt8(i) ^ HashText(long_text) ^ HashUuid(u);
     for (const auto& k : keys) sink = sink ^ k.Hash();
   }
-  const long after = g_allocations.load();
+  const long after = ::shardline::testing::AllocationCount();
   EXPECT_EQ(after - before, 0);
 }
 

@@ -563,7 +563,8 @@ TEST(MapTomlExamples, ExampleMapsParseWithoutWarnings) {
   };
   for (const Example& e : {Example{"bigint_2_nodes.toml", KeyType::kBigint, 2},
                            Example{"text_3_nodes.toml", KeyType::kText, 3},
-                           Example{"uuid.toml", KeyType::kUuid, 2}}) {
+                           Example{"uuid.toml", KeyType::kUuid, 2},
+                           Example{"app_3_nodes.toml", KeyType::kBigint, 3}}) {
     const std::string path = std::string(SHARDLINE_SOURCE_DIR) + "/schemas/maps/" + e.file;
     auto parsed = LoadShardMapFile(path);
     ASSERT_TRUE(parsed.ok()) << parsed.status();

@@ -3,10 +3,8 @@
 // scan on random hashes and maps; that lookup allocates nothing; owned/read ranges; EqualRanges.
 #include "shardline/shard_map.h"
 
-#include <atomic>
 #include <cstdlib>
 #include <iostream>
-#include <new>
 #include <random>
 #include <string>
 
@@ -15,58 +13,8 @@
 
 #include "shardline/hash.h"
 #include "shardline/key.h"
+#include "alloc_counter.h"
 #include "status_matchers.h"
-
-// Counts every allocation made through global operator new in this test binary, so that a
-// test can prove a code path allocates nothing. Sanitizer runtimes define operator new
-// themselves (clang links them statically: a replacement would not link), so the count is
-// only kept in plain builds and LookupAllocatesNothing is skipped under ASan/TSan.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define SHARDLINE_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
-    __has_feature(memory_sanitizer)
-#define SHARDLINE_SANITIZED 1
-#endif
-#endif
-
-namespace {
-std::atomic<long> g_allocations{0};
-}  // namespace
-
-#ifndef SHARDLINE_SANITIZED
-
-__attribute__((noinline)) void* operator new(std::size_t size) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-  throw std::bad_alloc();
-}
-// The whole non-aligned family is replaced, so that no variant from the C++ runtime or a
-// sanitizer's runtime frees memory this one allocated (ASan checks the pairing). noinline:
-// inlined into callers, GCC flags free() of memory from `new` (a -Wmismatched-new-delete false
-// positive for replaced operators).
-void* operator new[](std::size_t size) { return ::operator new(size); }
-void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
-  try {
-    return ::operator new(size);
-  } catch (const std::bad_alloc&) {
-    return nullptr;
-  }
-}
-void* operator new[](std::size_t size, const std::nothrow_t& nt) noexcept {
-  return ::operator new(size, nt);
-}
-__attribute__((noinline)) void operator delete(void* p) noexcept { std::free(p); }
-__attribute__((noinline)) void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-__attribute__((noinline)) void operator delete[](void* p) noexcept { std::free(p); }
-__attribute__((noinline)) void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-__attribute__((noinline)) void operator delete(void* p, const std::nothrow_t&) noexcept {
-  std::free(p);
-}
-__attribute__((noinline)) void operator delete[](void* p, const std::nothrow_t&) noexcept {
-  std::free(p);
-}
-#endif  // SHARDLINE_SANITIZED
 
 namespace shardline {
 namespace {
@@ -607,7 +555,7 @@ TEST(ShardMap, RangeIndexAgreesWithLinearScanOnRandomMapsAndHashes) {
 
 TEST(ShardMap, LookupAllocatesNothing) {
 #ifdef SHARDLINE_SANITIZED
-  GTEST_SKIP() << "allocations are not counted under a sanitizer (see the top of this file)";
+  GTEST_SKIP() << "allocations are not counted under a sanitizer (see alloc_counter.h)";
 #endif
   auto ranges = EqualRanges(65536, {"a", "b"});
   ASSERT_TRUE(ranges.ok());
@@ -623,11 +571,11 @@ TEST(ShardMap, LookupAllocatesNothing) {
 
   // The counter works: a string too long for the small-string buffer allocates.
   volatile std::size_t len = 100;
-  const long control_before = g_allocations.load();
+  const long control_before = ::shardline::testing::AllocationCount();
   { std::string s(len, 'x'); }
-  EXPECT_GT(g_allocations.load(), control_before);
+  EXPECT_GT(::shardline::testing::AllocationCount(), control_before);
 
-  const long before = g_allocations.load();
+  const long before = ::shardline::testing::AllocationCount();
   std::size_t sum = 0;
   for (std::int64_t k : ints) {
     const std::size_t i = map.RangeIndex(ShardKey(k).Hash());
@@ -638,7 +586,7 @@ TEST(ShardMap, LookupAllocatesNothing) {
   sum += map.RangeIndex(ShardKey(text).Hash());
   sum += static_cast<std::size_t>(map.NodeIndex("b"));
   sum += map.FindTable("workout_logs") != nullptr ? 1 : 0;
-  const long after = g_allocations.load();
+  const long after = ::shardline::testing::AllocationCount();
   EXPECT_EQ(after - before, 0) << "allocations during lookup (sum " << sum << ")";
 }
 

@@ -5,11 +5,10 @@
 // operator new calls in its timed loop ("allocs/op", which must be 0), and the run ends with
 // the ratios lookup / baseline. Usage: lookup_bench [--benchmark_filter=...]
 #include <algorithm>
-#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
-#include <new>
 #include <random>
 #include <string>
 #include <vector>
@@ -21,41 +20,8 @@
 #include "shardline/hash.h"
 #include "shardline/key.h"
 #include "shardline/shard_map.h"
-
-namespace {
-std::atomic<long> g_allocations{0};
-}  // namespace
-
-__attribute__((noinline)) void* operator new(std::size_t size) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-  throw std::bad_alloc();
-}
-// The whole non-aligned family is replaced, so that no variant from the C++ runtime or a
-// sanitizer's runtime frees memory this one allocated (ASan checks the pairing). noinline:
-// inlined into callers, GCC flags free() of memory from `new` (a -Wmismatched-new-delete false
-// positive for replaced operators).
-void* operator new[](std::size_t size) { return ::operator new(size); }
-void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
-  try {
-    return ::operator new(size);
-  } catch (const std::bad_alloc&) {
-    return nullptr;
-  }
-}
-void* operator new[](std::size_t size, const std::nothrow_t& nt) noexcept {
-  return ::operator new(size, nt);
-}
-__attribute__((noinline)) void operator delete(void* p) noexcept { std::free(p); }
-__attribute__((noinline)) void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-__attribute__((noinline)) void operator delete[](void* p) noexcept { std::free(p); }
-__attribute__((noinline)) void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-__attribute__((noinline)) void operator delete(void* p, const std::nothrow_t&) noexcept {
-  std::free(p);
-}
-__attribute__((noinline)) void operator delete[](void* p, const std::nothrow_t&) noexcept {
-  std::free(p);
-}
+#include "alloc_counter.h"  // tests/unit: counts operator new calls
+#include "conn_pool.h"     // router/ (private): the checkout benchmark
 
 namespace shardline {
 namespace {
@@ -110,10 +76,11 @@ std::vector<Uuid> RandomUuids(std::uint64_t seed) {
 // Counts allocations across the timed loop; reported per iteration.
 class AllocationCounter {
  public:
-  AllocationCounter() : start_(g_allocations.load()) {}
+  AllocationCounter() : start_(::shardline::testing::AllocationCount()) {}
   void Report(benchmark::State& state) {
-    state.counters["allocs/op"] = benchmark::Counter(
-        static_cast<double>(g_allocations.load() - start_), benchmark::Counter::kAvgIterations);
+    state.counters["allocs/op"] =
+        benchmark::Counter(static_cast<double>(::shardline::testing::AllocationCount() - start_),
+                           benchmark::Counter::kAvgIterations);
   }
 
  private:
@@ -270,6 +237,45 @@ void BM_LocateUuid(benchmark::State& state) {
 }
 BENCHMARK(BM_LocateUuid)->Arg(256)->Arg(65536);
 
+// The router's whole per-query routing cost before any I/O: hash + range lookup + a checkout
+// and return on the owner node's pool (router/conn_pool.h, connections faked as in the unit
+// tests: a null PGconn, so no server is needed). One uncontended pool per node, as for one
+// client thread. Compared with BM_LocateBigint (hash + lookup alone) in the final line.
+void BM_LocateAndCheckoutBigint(benchmark::State& state) {
+  const auto map = EqualMap(state.range(0), KeyType::kBigint);
+  std::vector<std::shared_ptr<internal::ConnPool>> pools;
+  for (const NodeConfig& n : map->nodes()) {
+    internal::PoolConfig cfg;
+    cfg.node = n.name;
+    cfg.min_size = 0;
+    cfg.max_size = 4;
+    pools.push_back(internal::ConnPool::Create(
+        cfg, [name = n.name](std::chrono::milliseconds)
+                 -> absl::StatusOr<std::unique_ptr<pg::Conn>> {
+          return std::make_unique<pg::Conn>(pg::ConnPtr(), name);
+        }));
+  }
+  for (auto& pool : pools) {  // connect each pool's first connection outside the timed loop
+    if (!pool->Acquire(internal::SteadyClock::now() + std::chrono::seconds(1)).ok()) std::abort();
+  }
+  const auto keys = RandomInts(2);
+  std::size_t i = 0;
+  AllocationCounter allocs;
+  for (auto _ : state) {
+    const std::size_t r = map->RangeIndex(ShardKey(keys[i++ & kMask]).Hash());
+    auto& pool = pools[static_cast<std::size_t>(map->OwnerNodeIndex(r))];
+    absl::StatusOr<internal::Lease> lease =
+        pool->Acquire(internal::SteadyClock::now() + std::chrono::seconds(1));
+    if (!lease.ok()) {
+      state.SkipWithError("checkout failed");
+      break;
+    }
+    benchmark::DoNotOptimize(&lease->conn());
+  }
+  allocs.Report(state);
+}
+BENCHMARK(BM_LocateAndCheckoutBigint)->Arg(65536);
+
 // The console output plus, at the end, each lookup's time as a ratio of its baseline measured
 // in the same run, and a loud line if any benchmark allocated.
 class RatioReporter : public benchmark::ConsoleReporter {
@@ -311,6 +317,16 @@ class RatioReporter : public benchmark::ConsoleReporter {
       std::printf("no allocation in any timed loop\n");
     } else {
       for (const std::string& name : allocating_) std::printf("ALLOCATES: %s\n", name.c_str());
+    }
+    // The line tools/bench/run ends with: the routing cost per query with the pool checkout,
+    // as a ratio of hash + range lookup alone.
+    const std::string with = "BM_LocateAndCheckoutBigint/65536";
+    const std::string bare = "BM_LocateBigint/65536";
+    if (ns_.contains(with) && ns_.contains(bare) && ns_[bare] > 0) {
+      std::printf("lookup: ratio=%.2f (hash + range lookup + pool checkout/return %.1f ns/op vs "
+                  "hash + range lookup %.1f ns/op; bigint keys, 65,536 ranges, 4 nodes; %s)\n",
+                  ns_[with] / ns_[bare], ns_[with], ns_[bare],
+                  allocating_.empty() ? "0 allocations" : "ALLOCATES");
     }
   }
 

@@ -1,0 +1,486 @@
+// A rollout's operations on one data node: see rollout_node.h.
+#include "rollout_node.h"
+
+#include <fmt/format.h>
+
+#include <cstdlib>
+#include <thread>
+
+#include "absl/strings/cord.h"
+#include "node_sql.h"
+#include "shardline/key.h"
+#include "table_info.h"
+
+namespace shardline::migrate {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string Msg(const absl::Status& s) { return std::string(s.message()); }
+
+// '{1,2,3}' for a bigint[] parameter.
+std::string ArrayLiteral(const std::vector<std::int64_t>& values) {
+  std::string out = "{";
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (i) out += ",";
+    out += std::to_string(values[i]);
+  }
+  return out + "}";
+}
+
+absl::Status Prefixed(const absl::Status& s, std::string_view what) {
+  if (s.ok()) return s;
+  absl::Status out(s.code(), fmt::format("{}: {}", what, Msg(s)));
+  s.ForEachPayload([&](auto url, const absl::Cord& payload) { out.SetPayload(url, payload); });
+  return out;
+}
+
+absl::Status Exec(pg::Conn& conn, std::string_view sql, const pg::Params& params = {}) {
+  auto r = conn.Exec(sql, params);
+  return r.ok() ? absl::OkStatus() : r.status();
+}
+
+constexpr std::chrono::milliseconds kPollEvery{5};
+
+}  // namespace
+
+absl::Status InstallNodeObjects(pg::Conn& conn, const ShardMap& map) {
+  // node.sql is idempotent, but its CREATE OR REPLACE FUNCTION would wait behind writers
+  // holding the function; run it only when the current version is missing.
+  auto present = conn.Exec(
+      "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass('shardline.fenced_ranges') "
+      "AND attname = 'lock_key' AND NOT attisdropped");
+  if (!present.ok()) return present.status();
+  if (present->Int64Or0(0, 0) == 0) {
+    // Two rollouts installing at once would race on CREATE SCHEMA: serialise them.
+    if (auto s = Exec(conn, "SELECT pg_advisory_lock(hashtext('shardline node.sql'))"); !s.ok()) {
+      return s;
+    }
+    absl::Status s = conn.ExecScript(kNodeSql);
+    (void)Exec(conn, "SELECT pg_advisory_unlock(hashtext('shardline node.sql'))");
+    if (!s.ok())
+      return Prefixed(s, fmt::format("node {}: installing schemas/node.sql", conn.node()));
+  }
+  for (const TableConfig& t : map.tables()) {
+    if (t.reference) continue;
+    auto r = conn.Exec(
+        "SELECT to_regclass($1) IS NOT NULL, EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = "
+        "to_regclass($1) AND tgname = 'shardline_fence')",
+        {conn.QuoteQualified(t.name)});
+    if (!r.ok()) return r.status();
+    if (r->Text(0, 0) != "t" || r->Text(0, 1) == "t") continue;
+    if (auto s =
+            Exec(conn, "SELECT shardline.install_fence($1::regclass, $2, $3)",
+                 {conn.QuoteQualified(t.name), t.key, std::string(KeyTypeName(map.key_type()))});
+        !s.ok()) {
+      return Prefixed(
+          s, fmt::format("node {}: installing the fence trigger on {}", conn.node(), t.name));
+    }
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+absl::Status UpsertMarks(pg::Conn& conn, const ShardMap& map, const HashRangeList& ranges,
+                         std::int64_t lock_key, const std::string& reason, bool fence) {
+  std::vector<std::int64_t> los, his;
+  for (const auto& r : ranges) {
+    los.push_back(r.first);
+    his.push_back(r.second);
+  }
+  const std::string conflict =
+      fence ? "DO UPDATE SET mode = 'fence', fenced_at = now(), reason = EXCLUDED.reason"
+            : "DO NOTHING";
+  for (const TableConfig& t : map.tables()) {
+    if (t.reference) continue;
+    if (auto s = Exec(conn,
+                      fmt::format("INSERT INTO shardline.fenced_ranges "
+                                  "(table_name, lo, hi, reason, mode, lock_key) "
+                                  "SELECT $1, l, h, $4, $5, $6 FROM unnest($2::bigint[], "
+                                  "$3::bigint[]) AS u(l, h) ON CONFLICT (table_name, lo, hi) {}",
+                                  conflict),
+                      {t.name, ArrayLiteral(los), ArrayLiteral(his), reason,
+                       std::string(fence ? "fence" : "moving"), std::to_string(lock_key)});
+        !s.ok()) {
+      return Prefixed(s, fmt::format("node {}: marking ranges of {} as {}", conn.node(), t.name,
+                                     fence ? "fenced" : "moving"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status MarkMoving(pg::Conn& conn, const ShardMap& map, const HashRangeList& ranges,
+                        std::int64_t lock_key, const std::string& reason) {
+  if (auto s = UpsertMarks(conn, map, ranges, lock_key, reason, /*fence=*/false); !s.ok()) {
+    return s;
+  }
+  // A separate statement after the insert committed: a transaction that began after this stamp
+  // sees the marks in every snapshot it takes.
+  return Exec(conn,
+              "UPDATE shardline.fenced_ranges SET fenced_at = clock_timestamp() "
+              "WHERE lock_key = $1 AND mode = 'moving'",
+              {std::to_string(lock_key)});
+}
+
+absl::Status UnmarkRanges(pg::Conn& conn, const ShardMap& map, const HashRangeList& ranges) {
+  auto exists = conn.Exec("SELECT to_regclass('shardline.fenced_ranges') IS NOT NULL");
+  if (!exists.ok()) return exists.status();
+  if (exists->Text(0, 0) != "t") return absl::OkStatus();
+  std::vector<std::int64_t> los, his;
+  for (const auto& r : ranges) {
+    los.push_back(r.first);
+    his.push_back(r.second);
+  }
+  for (const TableConfig& t : map.tables()) {
+    if (t.reference) continue;
+    if (auto s = Exec(conn,
+                      "DELETE FROM shardline.fenced_ranges f USING unnest($2::bigint[], "
+                      "$3::bigint[]) AS u(l, h) WHERE f.table_name = $1 AND f.lo = u.l AND "
+                      "f.hi = u.h",
+                      {t.name, ArrayLiteral(los), ArrayLiteral(his)});
+        !s.ok()) {
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WaitForPreMarkTransactions(pg::Conn& conn, std::int64_t lock_key,
+                                        std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    auto r = conn.Exec(
+        "SELECT a.pid, a.xact_start::text, left(a.query, 80) FROM pg_stat_activity a "
+        "WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() "
+        "AND a.backend_type = 'client backend' AND a.xact_start IS NOT NULL "
+        "AND a.xact_start < (SELECT max(fenced_at) FROM shardline.fenced_ranges "
+        "                    WHERE lock_key = $1) "
+        "ORDER BY a.xact_start LIMIT 1",
+        {std::to_string(lock_key)});
+    if (!r.ok()) return r.status();
+    if (r->rows() == 0) return absl::OkStatus();
+    if (Clock::now() >= deadline) {
+      return absl::FailedPreconditionError(fmt::format(
+          "node {}: transaction of pid {} open since {} began before the moving ranges were "
+          "marked, so it may write to them without pausing (query: {}); run the command again "
+          "once it ends",
+          conn.node(), r->Text(0, 0), r->Text(0, 1), r->Text(0, 2)));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+absl::Status AcquirePause(pg::Conn& conn, std::int64_t lock_key,
+                          std::chrono::milliseconds lock_timeout) {
+  if (auto s = Exec(conn, fmt::format("SET lock_timeout = {}", lock_timeout.count())); !s.ok()) {
+    return s;
+  }
+  absl::Status s = Exec(conn, "SELECT pg_advisory_lock($1)", {std::to_string(lock_key)});
+  (void)Exec(conn, "RESET lock_timeout");
+  if (!s.ok()) {
+    return absl::DeadlineExceededError(
+        fmt::format("node {}: could not pause writers to the moving ranges within {} ms (a writer "
+                    "transaction is in flight): {}",
+                    conn.node(), lock_timeout.count(), Msg(s)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ReleasePause(pg::Conn& conn, std::int64_t lock_key) {
+  return Exec(conn, "SELECT pg_advisory_unlock($1)", {std::to_string(lock_key)});
+}
+
+absl::Status FlushWal(pg::Conn& conn) {
+  if (auto s = Exec(conn, "BEGIN"); !s.ok()) return s;
+  if (auto s = Exec(conn, "SET LOCAL synchronous_commit = on"); !s.ok()) {
+    (void)Exec(conn, "ROLLBACK");
+    return s;
+  }
+  // It must write WAL, or its commit flushes nothing: a transactional logical decoding message
+  // (subscribers do not ask for messages, so none receives it).
+  if (auto s = Exec(conn, "SELECT pg_logical_emit_message(true, 'shardline', 'flush')"); !s.ok()) {
+    (void)Exec(conn, "ROLLBACK");
+    return s;
+  }
+  return Exec(conn, "COMMIT");
+}
+
+absl::StatusOr<std::string> CurrentLsn(pg::Conn& conn) {
+  auto r = conn.Exec("SELECT pg_current_wal_insert_lsn()::text");
+  if (!r.ok()) return r.status();
+  return r->String(0, 0);
+}
+
+absl::StatusOr<std::string> FenceRanges(pg::Conn& conn, const ShardMap& map,
+                                        const HashRangeList& ranges, std::int64_t lock_key,
+                                        std::chrono::milliseconds lock_timeout,
+                                        const std::string& reason) {
+  if (auto s = AcquirePause(conn, lock_key, lock_timeout); !s.ok()) return s;
+  absl::Status s = UpsertMarks(conn, map, ranges, lock_key, reason, /*fence=*/true);
+  absl::StatusOr<std::string> lsn = s.ok() ? CurrentLsn(conn) : absl::StatusOr<std::string>(s);
+  absl::Status released = ReleasePause(conn, lock_key);
+  if (!lsn.ok()) return lsn.status();
+  if (!released.ok()) return released;
+  return lsn;
+}
+
+absl::Status EnsurePublication(pg::Conn& conn, const ShardMap& map, const std::string& name,
+                               const HashRangeList& ranges) {
+  auto r = conn.Exec("SELECT 1 FROM pg_publication WHERE pubname = $1", {name});
+  if (!r.ok()) return r.status();
+  if (r->rows() > 0) return absl::OkStatus();
+  std::string tables;
+  for (const TableConfig& t : map.tables()) {
+    if (t.reference) continue;
+    if (!tables.empty()) tables += ", ";
+    tables += fmt::format("{} WHERE {}", conn.QuoteQualified(t.name),
+                          HashRangesPredicate(map.key_type(), conn.QuoteIdent(t.key), ranges));
+  }
+  // No TRUNCATE: a truncate of the source table must never empty the target's.
+  return Prefixed(
+      Exec(conn, fmt::format("CREATE PUBLICATION {} FOR TABLE {} WITH (publish = 'insert, "
+                             "update, delete')",
+                             conn.QuoteIdent(name), tables)),
+      fmt::format("node {}: creating publication {}", conn.node(), name));
+}
+
+absl::Status DropPublicationIfExists(pg::Conn& conn, const std::string& name) {
+  return Exec(conn, fmt::format("DROP PUBLICATION IF EXISTS {}", conn.QuoteIdent(name)));
+}
+
+absl::StatusOr<bool> SubscriptionExists(pg::Conn& subscriber, const std::string& name) {
+  auto r = subscriber.Exec(
+      "SELECT 1 FROM pg_subscription WHERE subname = $1 AND subdbid = "
+      "(SELECT oid FROM pg_database WHERE datname = current_database())",
+      {name});
+  if (!r.ok()) return r.status();
+  return r->rows() > 0;
+}
+
+namespace {
+
+// Drops slot `name` on `conn` once it is inactive (its walsender may take a moment to exit).
+absl::Status DropSlotWhenInactive(pg::Conn& conn, const std::string& name,
+                                  std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    auto r = conn.Exec("SELECT active, active_pid FROM pg_replication_slots WHERE slot_name = $1",
+                       {name});
+    if (!r.ok()) return r.status();
+    if (r->rows() == 0) return absl::OkStatus();
+    if (r->Text(0, 0) != "t") {
+      auto d = conn.Exec(
+          "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+          "WHERE slot_name = $1 AND NOT active",
+          {name});
+      if (d.ok()) return absl::OkStatus();
+      // Became active again in between: retry until the deadline.
+    }
+    if (Clock::now() >= deadline) {
+      return absl::FailedPreconditionError(
+          fmt::format("node {}: replication slot {} is still in use by pid {}; drop it with "
+                      "pg_drop_replication_slot once its consumer is gone",
+                      conn.node(), name, r->Text(0, 1)));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+}  // namespace
+
+absl::Status EnsureSubscription(pg::Conn& subscriber, pg::Conn& publisher, const std::string& name,
+                                const std::string& publisher_dsn, bool copy_data) {
+  absl::StatusOr<bool> exists = SubscriptionExists(subscriber, name);
+  if (!exists.ok()) return exists.status();
+  if (*exists) return absl::OkStatus();
+  // A CREATE SUBSCRIPTION killed after it made the slot but before it committed leaves the
+  // slot behind: drop it, or the create would fail on it.
+  if (auto s = DropSlotWhenInactive(publisher, name, std::chrono::seconds(5)); !s.ok()) return s;
+  return Prefixed(
+      Exec(subscriber,
+           fmt::format("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (copy_data = {}, "
+                       "synchronous_commit = 'on')",
+                       subscriber.QuoteIdent(name), subscriber.QuoteLiteral(publisher_dsn),
+                       subscriber.QuoteIdent(name), copy_data ? "true" : "false")),
+      fmt::format("node {}: creating subscription {} to node {}", subscriber.node(), name,
+                  publisher.node()));
+}
+
+absl::Status DropSlot(pg::Conn& conn, const std::string& name) {
+  return DropSlotWhenInactive(conn, name, std::chrono::seconds(10));
+}
+
+absl::Status DropSubscriptionIfExists(pg::Conn& subscriber, pg::Conn& publisher,
+                                      const std::string& name, bool drop_slots) {
+  auto r = subscriber.Exec(
+      "SELECT oid::bigint FROM pg_subscription WHERE subname = $1 AND subdbid = "
+      "(SELECT oid FROM pg_database WHERE datname = current_database())",
+      {name});
+  if (!r.ok()) return r.status();
+  std::string oid;
+  if (r->rows() > 0) {
+    oid = r->String(0, 0);
+    // Detach the slot first so that DROP SUBSCRIPTION does not need the publisher; we drop the
+    // slot ourselves below (the same effect, and it works when a kill left things half-done).
+    const std::string q = subscriber.QuoteIdent(name);
+    if (auto s = Exec(subscriber, fmt::format("ALTER SUBSCRIPTION {} DISABLE", q)); !s.ok()) {
+      return s;
+    }
+    if (auto s = Exec(subscriber, fmt::format("ALTER SUBSCRIPTION {} SET (slot_name = NONE)", q));
+        !s.ok()) {
+      return s;
+    }
+    if (auto s = Exec(subscriber, fmt::format("DROP SUBSCRIPTION IF EXISTS {}", q)); !s.ok()) {
+      return s;
+    }
+  }
+  if (!drop_slots) return absl::OkStatus();
+  if (auto s = DropSlotWhenInactive(publisher, name, std::chrono::seconds(10)); !s.ok()) return s;
+  if (!oid.empty()) {
+    auto sync = publisher.Exec(
+        "SELECT slot_name::text FROM pg_replication_slots WHERE starts_with(slot_name::text, $1)",
+        {fmt::format("pg_{}_sync_", oid)});
+    if (!sync.ok()) return sync.status();
+    for (int i = 0; i < sync->rows(); ++i) {
+      if (auto s = DropSlotWhenInactive(publisher, sync->String(i, 0), std::chrono::seconds(10));
+          !s.ok()) {
+        return s;
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int> DropSlotsWithPrefix(pg::Conn& conn, const std::string& prefix) {
+  auto r = conn.Exec(
+      "SELECT slot_name::text FROM pg_replication_slots WHERE starts_with(slot_name::text, $1)",
+      {prefix});
+  if (!r.ok()) return r.status();
+  int n = 0;
+  for (int i = 0; i < r->rows(); ++i) {
+    if (auto s = DropSlotWhenInactive(conn, r->String(i, 0), std::chrono::seconds(10)); !s.ok()) {
+      return s;
+    }
+    ++n;
+  }
+  return n;
+}
+
+absl::StatusOr<int> CountObjectsWithPrefix(pg::Conn& conn, const std::string& prefix) {
+  auto r = conn.Exec(
+      "SELECT (SELECT count(*) FROM pg_publication WHERE starts_with(pubname::text, $1)) + "
+      "(SELECT count(*) FROM pg_subscription WHERE starts_with(subname::text, $1) AND subdbid = "
+      " (SELECT oid FROM pg_database WHERE datname = current_database())) + "
+      "(SELECT count(*) FROM pg_replication_slots WHERE starts_with(slot_name::text, $1))",
+      {prefix});
+  if (!r.ok()) return r.status();
+  return static_cast<int>(r->Int64Or0(0, 0));
+}
+
+absl::Status SetSubscriptionEnabled(pg::Conn& subscriber, const std::string& name, bool enabled) {
+  return Exec(subscriber, fmt::format("ALTER SUBSCRIPTION {} {}", subscriber.QuoteIdent(name),
+                                      enabled ? "ENABLE" : "DISABLE"));
+}
+
+absl::Status WaitWorkerGone(pg::Conn& subscriber, const std::string& name,
+                            std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    auto r = subscriber.Exec(
+        "SELECT count(*) FROM pg_stat_subscription WHERE subname = $1 AND pid IS NOT NULL", {name});
+    if (!r.ok()) return r.status();
+    if (r->Int64Or0(0, 0) == 0) return absl::OkStatus();
+    if (Clock::now() >= deadline) {
+      return absl::DeadlineExceededError(
+          fmt::format("node {}: the apply worker of subscription {} did not stop within {} ms",
+                      subscriber.node(), name, timeout.count()));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+}
+
+absl::Status WaitInitialCopy(pg::Conn& subscriber, const std::string& name,
+                             std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    auto r = subscriber.Exec(
+        "SELECT r.srrelid::regclass::text || ' (' || r.srsubstate::text || ')' "
+        "FROM pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.srsubid "
+        "WHERE s.subname = $1 AND s.subdbid = (SELECT oid FROM pg_database WHERE datname = "
+        "current_database()) AND r.srsubstate <> 'r' ORDER BY 1",
+        {name});
+    if (!r.ok()) return r.status();
+    if (r->rows() == 0) return absl::OkStatus();
+    if (Clock::now() >= deadline) {
+      std::string tables;
+      for (int i = 0; i < r->rows(); ++i) tables += (i ? ", " : "") + r->String(i, 0);
+      return absl::DeadlineExceededError(fmt::format(
+          "node {}: subscription {} is still copying: {} (states: i init, d copying, f/s "
+          "finishing); run the command again later",
+          subscriber.node(), name, tables));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+absl::Status WaitApplied(pg::Conn& publisher, const std::string& name, const std::string& lsn,
+                         std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    auto r = publisher.Exec(
+        "SELECT coalesce(confirmed_flush_lsn >= $2::pg_lsn, false), "
+        "coalesce(pg_wal_lsn_diff($2::pg_lsn, confirmed_flush_lsn), -1)::bigint "
+        "FROM pg_replication_slots WHERE slot_name = $1",
+        {name, lsn});
+    if (!r.ok()) return r.status();
+    if (r->rows() == 0) {
+      return absl::FailedPreconditionError(
+          fmt::format("node {}: replication slot {} does not exist", publisher.node(), name));
+    }
+    if (r->Text(0, 0) == "t") return absl::OkStatus();
+    if (Clock::now() >= deadline) {
+      return absl::DeadlineExceededError(fmt::format(
+          "node {}: subscriber of {} has not applied up to {} within {} ms ({} bytes behind)",
+          publisher.node(), name, lsn, timeout.count(), r->Text(0, 1)));
+    }
+    std::this_thread::sleep_for(kPollEvery);
+  }
+}
+
+absl::StatusOr<SlotLag> ReplicationLag(pg::Conn& publisher, const std::string& name) {
+  auto r = publisher.Exec(
+      "SELECT coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn), 0)::bigint, "
+      "coalesce(extract(epoch FROM r.replay_lag), -1)::float8, s.active "
+      "FROM pg_replication_slots s LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid "
+      "WHERE s.slot_name = $1",
+      {name});
+  if (!r.ok()) return r.status();
+  if (r->rows() == 0) {
+    return absl::NotFoundError(
+        fmt::format("node {}: no replication slot {}", publisher.node(), name));
+  }
+  SlotLag lag;
+  lag.bytes = r->Int64Or0(0, 0);
+  lag.seconds = std::strtod(r->String(0, 1).c_str(), nullptr);
+  lag.active = r->Text(0, 2) == "t";
+  return lag;
+}
+
+absl::StatusOr<std::int64_t> CountRowsInRanges(pg::Conn& conn, const ShardMap& map,
+                                               const HashRangeList& ranges) {
+  std::int64_t n = 0;
+  for (const TableConfig& t : map.tables()) {
+    if (t.reference) continue;
+    auto r =
+        conn.Exec(fmt::format("SELECT count(*) FROM {} WHERE {}", conn.QuoteQualified(t.name),
+                              HashRangesPredicate(map.key_type(), conn.QuoteIdent(t.key), ranges)));
+    if (!r.ok()) return r.status();
+    n += r->Int64Or0(0, 0);
+  }
+  return n;
+}
+
+}  // namespace shardline::migrate

@@ -1,0 +1,252 @@
+// Rollout state in the control catalog: see rollout_store.h.
+#include "rollout_store.h"
+
+#include <fmt/format.h>
+
+#include <cstdlib>
+
+namespace shardline::migrate {
+namespace {
+
+absl::Status Exec(pg::Conn& conn, std::string_view sql, const pg::Params& params = {}) {
+  auto r = conn.Exec(sql, params);
+  return r.ok() ? absl::OkStatus() : r.status();
+}
+
+std::string JoinPercents(const std::vector<double>& p) {
+  std::string out;
+  for (std::size_t i = 0; i < p.size(); ++i) out += fmt::format("{}{}", i ? "," : "", p[i]);
+  return out;
+}
+
+double ToDouble(const pg::Result& r, int row, int col, double if_null) {
+  if (r.IsNull(row, col)) return if_null;
+  return std::strtod(r.String(row, col).c_str(), nullptr);
+}
+
+}  // namespace
+
+absl::StatusOr<std::int64_t> CreateMigration(pg::Conn& catalog, const std::string& plan_toml,
+                                             std::int64_t base_version,
+                                             const std::vector<double>& percents,
+                                             double soak_seconds, const std::string& os_user,
+                                             const std::vector<double>& wave_shares,
+                                             const std::vector<RangeRecord>& ranges) {
+  if (auto s = Exec(catalog, "BEGIN"); !s.ok()) return s;
+  auto fail = [&](absl::Status s) {
+    (void)Exec(catalog, "ROLLBACK");
+    return s;
+  };
+  auto r = catalog.Exec(
+      "INSERT INTO shardline.migrations (plan_toml, base_version, wave_percents, soak_seconds, "
+      "os_user) VALUES ($1, $2, $3, $4, nullif($5, '')) RETURNING id",
+      {plan_toml, std::to_string(base_version), JoinPercents(percents),
+       fmt::format("{}", soak_seconds), os_user});
+  if (!r.ok()) return fail(r.status());
+  const std::int64_t id = r->Int64Or0(0, 0);
+  for (std::size_t w = 0; w < wave_shares.size(); ++w) {
+    if (auto s =
+            Exec(catalog,
+                 "INSERT INTO shardline.migration_waves (migration_id, wave, share_percent) "
+                 "VALUES ($1, $2, $3)",
+                 {std::to_string(id), std::to_string(w + 1), fmt::format("{}", wave_shares[w])});
+        !s.ok()) {
+      return fail(s);
+    }
+  }
+  for (const RangeRecord& rr : ranges) {
+    if (auto s = Exec(catalog,
+                      "INSERT INTO shardline.migration_ranges (migration_id, wave, lo, hi, source, "
+                      "target, est_rows, est_bytes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                      {std::to_string(id), std::to_string(rr.wave), std::to_string(rr.lo),
+                       std::to_string(rr.hi), rr.source, rr.target, std::to_string(rr.est_rows),
+                       std::to_string(rr.est_bytes)});
+        !s.ok()) {
+      return fail(s);
+    }
+  }
+  if (auto s = Exec(catalog, "COMMIT"); !s.ok()) return fail(s);
+  return id;
+}
+
+absl::StatusOr<MigrationState> LoadMigration(pg::Conn& catalog, std::int64_t id) {
+  MigrationState st;
+  const std::string sid = std::to_string(id);
+  auto m = catalog.Exec(
+      "SELECT id, state, plan_toml, base_version, wave_percents, soak_seconds, "
+      "created_at::text, updated_at::text, coalesce(finished_at::text, ''), created_by, "
+      "coalesce(os_user, ''), coalesce(last_error, ''), tag FROM shardline.migrations WHERE id = "
+      "$1",
+      {sid});
+  if (!m.ok()) return m.status();
+  if (m->rows() == 0) {
+    return absl::NotFoundError(fmt::format("migration {} does not exist", id));
+  }
+  MigrationRecord& rec = st.migration;
+  rec.id = id;
+  rec.state = m->String(0, 1);
+  rec.plan_toml = m->String(0, 2);
+  rec.base_version = m->Int64Or0(0, 3);
+  {
+    std::string p = m->String(0, 4);
+    std::size_t pos = 0;
+    while (pos < p.size()) {
+      std::size_t c = p.find(',', pos);
+      if (c == std::string::npos) c = p.size();
+      rec.percents.push_back(std::strtod(p.substr(pos, c - pos).c_str(), nullptr));
+      pos = c + 1;
+    }
+  }
+  rec.soak_seconds = ToDouble(*m, 0, 5, 0);
+  rec.created_at = m->String(0, 6);
+  rec.updated_at = m->String(0, 7);
+  rec.finished_at = m->String(0, 8);
+  rec.created_by = m->String(0, 9);
+  rec.os_user = m->String(0, 10);
+  rec.last_error = m->String(0, 11);
+  rec.tag = m->String(0, 12);
+
+  auto w = catalog.Exec(
+      "SELECT wave, step, share_percent, coalesce(started_at::text, ''), "
+      "coalesce(verified_at::text, ''), coalesce(reads_at::text, ''), "
+      "coalesce(fenced_at::text, ''), coalesce(writes_at::text, ''), "
+      "coalesce(soak_until::text, ''), coalesce(soak_until <= now(), false), "
+      "greatest(coalesce(extract(epoch FROM soak_until - now()), 0), 0)::float8, "
+      "verify_clean, coalesce(verify_summary, ''), rows_verified, gate_pause_ms, "
+      "write_window_ms, coalesce(fence_lsn, ''), coalesce(reads_version, 0), "
+      "coalesce(writes_version, 0) FROM shardline.migration_waves WHERE migration_id = $1 "
+      "ORDER BY wave",
+      {sid});
+  if (!w.ok()) return w.status();
+  for (int i = 0; i < w->rows(); ++i) {
+    WaveRecord wr;
+    wr.wave = static_cast<int>(w->Int64Or0(i, 0));
+    absl::StatusOr<WaveStep> step = ParseWaveStep(w->Text(i, 1));
+    if (!step.ok()) return step.status();
+    wr.step = *step;
+    wr.share_percent = ToDouble(*w, i, 2, 0);
+    wr.started_at = w->String(i, 3);
+    wr.verified_at = w->String(i, 4);
+    wr.reads_at = w->String(i, 5);
+    wr.fenced_at = w->String(i, 6);
+    wr.writes_at = w->String(i, 7);
+    wr.soak_until = w->String(i, 8);
+    wr.soak_over = w->Text(i, 9) == "t";
+    wr.soak_left_seconds = ToDouble(*w, i, 10, 0);
+    if (!w->IsNull(i, 11)) wr.verify_clean = w->Text(i, 11) == "t";
+    wr.verify_summary = w->String(i, 12);
+    wr.rows_verified = w->IsNull(i, 13) ? -1 : w->Int64Or0(i, 13);
+    wr.gate_pause_ms = ToDouble(*w, i, 14, -1);
+    wr.write_window_ms = ToDouble(*w, i, 15, -1);
+    wr.fence_lsn = w->String(i, 16);
+    wr.reads_version = w->Int64Or0(i, 17);
+    wr.writes_version = w->Int64Or0(i, 18);
+    st.waves.push_back(std::move(wr));
+  }
+
+  auto r = catalog.Exec(
+      "SELECT wave, lo, hi, source, target, est_rows, est_bytes FROM shardline.migration_ranges "
+      "WHERE migration_id = $1 ORDER BY lo",
+      {sid});
+  if (!r.ok()) return r.status();
+  for (int i = 0; i < r->rows(); ++i) {
+    RangeRecord rr;
+    rr.wave = static_cast<int>(r->Int64Or0(i, 0));
+    rr.lo = r->Int64Or0(i, 1);
+    rr.hi = r->Int64Or0(i, 2);
+    rr.source = r->String(i, 3);
+    rr.target = r->String(i, 4);
+    rr.est_rows = r->Int64Or0(i, 5);
+    rr.est_bytes = r->Int64Or0(i, 6);
+    st.ranges.push_back(std::move(rr));
+  }
+
+  auto s = catalog.Exec(
+      "SELECT wave, step, started_at::text, coalesce(finished_at::text, ''), "
+      "coalesce(outcome, ''), coalesce(detail, '') FROM shardline.migration_steps "
+      "WHERE migration_id = $1 ORDER BY id DESC LIMIT 50",
+      {sid});
+  if (!s.ok()) return s.status();
+  for (int i = 0; i < s->rows(); ++i) {
+    st.steps.push_back(StepRecord{static_cast<int>(s->Int64Or0(i, 0)), s->String(i, 1),
+                                  s->String(i, 2), s->String(i, 3), s->String(i, 4),
+                                  s->String(i, 5)});
+  }
+  return st;
+}
+
+absl::StatusOr<std::vector<std::int64_t>> ListMigrations(pg::Conn& catalog) {
+  auto r = catalog.Exec("SELECT id FROM shardline.migrations ORDER BY id DESC");
+  if (!r.ok()) return r.status();
+  std::vector<std::int64_t> out;
+  for (int i = 0; i < r->rows(); ++i) out.push_back(r->Int64Or0(i, 0));
+  return out;
+}
+
+absl::StatusOr<std::int64_t> BeginStep(pg::Conn& catalog, std::int64_t id, int wave,
+                                       const std::string& step) {
+  auto r = catalog.Exec(
+      "INSERT INTO shardline.migration_steps (migration_id, wave, step) VALUES ($1, $2, $3) "
+      "RETURNING id",
+      {std::to_string(id), std::to_string(wave), step});
+  if (!r.ok()) return r.status();
+  return r->Int64Or0(0, 0);
+}
+
+absl::Status EndStep(pg::Conn& catalog, std::int64_t step_id, bool ok, const std::string& detail) {
+  return Exec(catalog,
+              "UPDATE shardline.migration_steps SET finished_at = clock_timestamp(), outcome = $2, "
+              "detail = nullif($3, '') WHERE id = $1",
+              {std::to_string(step_id), std::string(ok ? "ok" : "failed"), detail});
+}
+
+absl::Status UpdateWave(pg::Conn& catalog, std::int64_t id, int wave,
+                        const std::vector<std::pair<std::string, std::string>>& assignments,
+                        const pg::Params& params) {
+  std::string set;
+  for (const auto& [column, value] : assignments) {
+    if (!set.empty()) set += ", ";
+    set += fmt::format("{} = {}", catalog.QuoteIdent(column), value);
+  }
+  pg::Params all = {std::to_string(id), std::to_string(wave)};
+  all.insert(all.end(), params.begin(), params.end());
+  if (auto s = Exec(catalog,
+                    fmt::format("UPDATE shardline.migration_waves SET {} WHERE migration_id = $1 "
+                                "AND wave = $2",
+                                set),
+                    all);
+      !s.ok()) {
+    return s;
+  }
+  return Exec(catalog, "UPDATE shardline.migrations SET updated_at = now() WHERE id = $1",
+              {std::to_string(id)});
+}
+
+absl::Status SetMigrationState(pg::Conn& catalog, std::int64_t id, std::string_view state) {
+  return Exec(catalog,
+              "UPDATE shardline.migrations SET state = $2, updated_at = now(), last_error = NULL, "
+              "finished_at = CASE WHEN $2 = 'running' THEN NULL ELSE now() END WHERE id = $1",
+              {std::to_string(id), std::string(state)});
+}
+
+absl::Status SetLastError(pg::Conn& catalog, std::int64_t id, const std::string& error) {
+  return Exec(catalog,
+              "UPDATE shardline.migrations SET last_error = nullif($2, ''), updated_at = now() "
+              "WHERE id = $1",
+              {std::to_string(id), error});
+}
+
+absl::Status LockMigration(pg::Conn& catalog, std::int64_t id, std::string_view tag) {
+  auto r = catalog.Exec("SELECT pg_try_advisory_lock($1)",
+                        {std::to_string(PauseLockKey(tag) ^ (std::int64_t{1} << 31))});
+  if (!r.ok()) return r.status();
+  if (r->Text(0, 0) != "t") {
+    return absl::FailedPreconditionError(fmt::format(
+        "migration {} is being driven by another shardline process (it holds the migration's "
+        "lock in the catalog); wait for it, or kill it and run the command again",
+        id));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace shardline::migrate

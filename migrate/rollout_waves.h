@@ -1,0 +1,78 @@
+// The pure decisions of a rollout (no I/O, unit-tested): the steps a wave goes through, how a
+// plan's moves are cut into waves (cumulative shares of the moved bytes, pilot first), which
+// map a migration publishes at each stage, and the names of the replication objects it
+// creates on the nodes (derived from migration id, wave and node, so that a rerun finds them).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "planner.h"
+#include "shardline/shard_map.h"
+
+namespace shardline::migrate {
+
+// Where a wave stands; each value means the step is done (a wave is "pending" until its
+// catch-up objects exist). Order matters: later steps compare greater.
+enum class WaveStep {
+  kPending = 0,
+  kCatchingUp = 1,      // moving marks, publications and subscriptions exist; copy running
+  kVerified = 2,        // the gate compared source and target at a consistent point: clean
+  kReadsSwitched = 3,   // a map with the target as read node is published
+  kWritesSwitched = 4,  // sources fenced, target owns the ranges, reverse replication runs
+};
+std::string_view WaveStepName(WaveStep step);
+absl::StatusOr<WaveStep> ParseWaveStep(std::string_view name);
+
+// The default waves: a 1% pilot, then 10%, 50% and everything.
+inline constexpr std::string_view kDefaultWaves = "1%,10%,50%,100%";
+
+// Parses "1%,10%,50%,100%" (the '%' is optional): cumulative shares, strictly increasing, each
+// in (0, 100], the last exactly 100. InvalidArgument naming the bad item otherwise.
+absl::StatusOr<std::vector<double>> ParseWavePercents(std::string_view text);
+
+// Cuts `moves` into waves. Moves are taken smallest first (by estimated bytes, then lo), so the
+// pilot wave is the smallest slice; wave i holds the moves that bring the cumulative moved
+// bytes up to percents[i] of the total, but at least one move; waves left empty are dropped
+// (so fewer waves than percents can come out). When no move has a size estimate, counts of
+// moves are used instead of bytes. Returns, per wave, indexes into `moves`, sorted by lo.
+std::vector<std::vector<std::size_t>> SplitIntoWaves(const std::vector<RangeMove>& moves,
+                                                     const std::vector<double>& percents);
+
+// The map of a migration at some stage: `result` (the plan's resulting map, whose ranges are
+// the moves' ranges) with each moved range owned by its `from` node while its wave is before
+// kReadsSwitched, owned by `from` and read from `to` (state reads_switched) at
+// kReadsSwitched, and owned by `to` at kWritesSwitched. move_waves[i] is the wave index of
+// moves[i]; wave_steps[w] the step of wave w. Ranges not moved keep their owner. The version
+// is set to `version`.
+ShardMapConfig MapAtStage(const ShardMapConfig& result, const std::vector<RangeMove>& moves,
+                          const std::vector<int>& move_waves,
+                          const std::vector<WaveStep>& wave_steps, std::int64_t version);
+
+// True when two maps assign the same ranges, nodes and tables (versions ignored): a rerun
+// uses it to see that a map it meant to publish is already current.
+bool SameMapContent(const ShardMapConfig& a, const ShardMapConfig& b);
+
+// Names of the replication objects of a migration, wave `wave` (1-based), between nodes with
+// indexes `source` and `target` in the plan's resulting map. Forward objects carry rows source
+// -> target (publication on the source, subscription and its slot named alike); reverse
+// objects target -> source. Every name starts with ReplicationPrefix(id, tag)
+// ("shardline_m12_1f3a9c0b_"), which finds leftovers; lowercase letters, digits and '_', under
+// 63 bytes. `tag` is the migration's random tag (hex), since slot names are per server.
+std::string ReplicationPrefix(std::int64_t migration_id, std::string_view tag);
+std::string ReplicationName(std::string_view prefix, int wave, int source, int target,
+                            bool reverse);
+
+// The advisory lock key the nodes' fence trigger takes shared for a migration's moving ranges
+// (schemas/node.sql); the gate and the fence take it exclusively. From the tag (8 hex digits).
+std::int64_t PauseLockKey(std::string_view tag);
+
+// Coalesces sorted (lo, hi) pairs that touch (hi + 1 == next lo) into one.
+std::vector<std::pair<std::int64_t, std::int64_t>> CoalesceRanges(
+    std::vector<std::pair<std::int64_t, std::int64_t>> ranges);
+
+}  // namespace shardline::migrate

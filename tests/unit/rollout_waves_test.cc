@@ -1,0 +1,189 @@
+// Unit tests of the rollout's pure decisions (migrate/rollout_waves.h): wave shares, how moves
+// are cut into waves, the map published at each stage, object names and lock keys.
+#include "rollout_waves.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "rollout.h"
+#include "status_matchers.h"
+
+namespace shardline::migrate {
+namespace {
+
+using ::shardline::testing::StatusIs;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+RangeMove Move(std::int64_t lo, std::int64_t hi, std::int64_t bytes) {
+  return RangeMove{.lo = lo, .hi = hi, .from = "a", .to = "c", .rows = bytes / 10, .bytes = bytes};
+}
+
+TEST(ParseWavePercents, AcceptsCumulativeSharesEndingAtOneHundred) {
+  auto p = ParseWavePercents("1%,10%, 50% ,100");
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_THAT(*p, ElementsAre(1, 10, 50, 100));
+}
+
+TEST(ParseWavePercents, RefusesSharesThatDoNotIncrease) {
+  EXPECT_THAT(
+      ParseWavePercents("10%,5%,100%"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("must increase (5% after 10%)")));
+}
+
+TEST(ParseWavePercents, RefusesALastWaveBelowOneHundred) {
+  EXPECT_THAT(ParseWavePercents("1%,50%"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("last wave must be 100%")));
+}
+
+TEST(ParseWavePercents, RefusesGarbageAndOutOfRange) {
+  EXPECT_THAT(ParseWavePercents("1%,x,100%"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("'x' is not a percentage")));
+  EXPECT_THAT(ParseWavePercents("0%,100%"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("outside (0%, 100%]")));
+  EXPECT_THAT(ParseWavePercents("150%"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("outside (0%, 100%]")));
+}
+
+TEST(SplitIntoWaves, PilotIsTheSmallestMoveAndSharesAreCumulativeByBytes) {
+  // Bytes 10, 20, 30, 40 (total 100): 1% -> the pilot (smallest move, at least one);
+  // 40% -> up to 40 bytes (10 + 20 = 30; adding 30 would exceed); 100% -> the rest.
+  std::vector<RangeMove> moves = {Move(300, 399, 40), Move(0, 99, 30), Move(100, 199, 10),
+                                  Move(200, 299, 20)};
+  auto waves = SplitIntoWaves(moves, {1, 40, 100});
+  ASSERT_EQ(waves.size(), 3u);
+  EXPECT_THAT(waves[0], ElementsAre(2));     // lo 100, 10 bytes
+  EXPECT_THAT(waves[1], ElementsAre(3));     // lo 200, 20 bytes
+  EXPECT_THAT(waves[2], ElementsAre(1, 0));  // sorted by lo: 0..99, 300..399
+}
+
+TEST(SplitIntoWaves, DropsWavesLeftEmptyAndCountsMovesWithoutSizes) {
+  std::vector<RangeMove> moves = {Move(0, 9, 0), Move(10, 19, 0)};
+  auto waves = SplitIntoWaves(moves, {1, 10, 50, 100});
+  // Counting moves: 1% -> one move (the pilot); 10% -> share already reached; 50% -> reached;
+  // 100% -> the other.
+  ASSERT_EQ(waves.size(), 2u);
+  EXPECT_THAT(waves[0], ElementsAre(0));
+  EXPECT_THAT(waves[1], ElementsAre(1));
+}
+
+TEST(SplitIntoWaves, OneWaveTakesEverything) {
+  std::vector<RangeMove> moves = {Move(0, 9, 5), Move(10, 19, 7), Move(20, 29, 1)};
+  auto waves = SplitIntoWaves(moves, {100});
+  ASSERT_EQ(waves.size(), 1u);
+  EXPECT_THAT(waves[0], ElementsAre(0, 1, 2));
+}
+
+NodeConfig Node(const std::string& name) {
+  NodeConfig n;
+  n.name = name;
+  n.dsn = "host=" + name;
+  return n;
+}
+
+RangeConfig Range(std::int64_t lo, std::int64_t hi, const std::string& node) {
+  RangeConfig r;
+  r.lo = lo;
+  r.hi = hi;
+  r.node = node;
+  return r;
+}
+
+ShardMapConfig Result() {
+  ShardMapConfig c;
+  c.version = 2;
+  c.nodes = {Node("a"), Node("b"), Node("c")};
+  c.ranges = {Range(kMinHash, -1, "c"), Range(0, 99, "b"), Range(100, kMaxHash, "c")};
+  TableConfig t;
+  t.name = "users";
+  t.key = "user_id";
+  c.tables = {t};
+  return c;
+}
+
+TEST(MapAtStage, OwnersFollowTheStepOfEachMovesWave) {
+  RangeMove first = Move(kMinHash, -1, 0);
+  RangeMove second = Move(100, kMaxHash, 0);
+  second.from = "b";
+  std::vector<RangeMove> moves = {first, second};
+  const std::vector<int> move_waves = {0, 1};
+  ShardMapConfig m = MapAtStage(Result(), moves, move_waves,
+                                {WaveStep::kWritesSwitched, WaveStep::kReadsSwitched}, 7);
+  EXPECT_EQ(m.version, 7);
+  EXPECT_EQ(m.ranges[0].node, "c");
+  EXPECT_EQ(m.ranges[0].state, RangeState::kStable);
+  EXPECT_EQ(m.ranges[1].node, "b");  // not moved
+  EXPECT_EQ(m.ranges[2].node, "b");
+  EXPECT_EQ(m.ranges[2].read_node, "c");
+  EXPECT_EQ(m.ranges[2].state, RangeState::kReadsSwitched);
+  EXPECT_TRUE(ValidateShardMapConfig(m).ok());
+
+  ShardMapConfig base =
+      MapAtStage(Result(), moves, move_waves, {WaveStep::kVerified, WaveStep::kPending}, 8);
+  EXPECT_EQ(base.ranges[0].node, "a");
+  EXPECT_EQ(base.ranges[2].node, "b");
+  EXPECT_TRUE(base.ranges[2].read_node.empty());
+  EXPECT_TRUE(SameMapContent(
+      base, MapAtStage(Result(), moves, move_waves, {WaveStep::kPending, WaveStep::kPending}, 9)));
+  EXPECT_FALSE(SameMapContent(base, m));
+}
+
+TEST(ReplicationName, IsAValidSlotNameUniquePerWaveDirectionAndPair) {
+  const std::string prefix = ReplicationPrefix(12, "1f3a9c0b");
+  EXPECT_EQ(prefix, "shardline_m12_1f3a9c0b_");
+  EXPECT_EQ(ReplicationName(prefix, 3, 0, 2, false), "shardline_m12_1f3a9c0b_w3_fwd_0_2");
+  EXPECT_EQ(ReplicationName(prefix, 3, 0, 2, true), "shardline_m12_1f3a9c0b_w3_rev_0_2");
+  EXPECT_LT(ReplicationName(prefix, 99, 99, 99, true).size(), 64u);
+}
+
+TEST(PauseLockKey, DependsOnTheTagOnly) {
+  EXPECT_EQ(PauseLockKey("00000001") & 0xffffffff, 1);
+  EXPECT_NE(PauseLockKey("1f3a9c0b"), PauseLockKey("1f3a9c0c"));
+  EXPECT_EQ(static_cast<std::uint64_t>(PauseLockKey("1f3a9c0b")) >> 32, 0x53485244u);
+}
+
+TEST(CoalesceRanges, JoinsTouchingRangesOnly) {
+  EXPECT_THAT(CoalesceRanges({{10, 19}, {0, 9}, {30, 39}, {kMaxHash - 1, kMaxHash}}),
+              ElementsAre(std::pair<std::int64_t, std::int64_t>{0, 19},
+                          std::pair<std::int64_t, std::int64_t>{30, 39},
+                          std::pair<std::int64_t, std::int64_t>{kMaxHash - 1, kMaxHash}));
+}
+
+MigrationState StateWithSteps(std::vector<WaveStep> steps, bool last_soak_over) {
+  MigrationState st;
+  st.migration.id = 4;
+  st.migration.state = std::string(kMigrationRunning);
+  for (std::size_t i = 0; i < steps.size(); ++i) {
+    WaveRecord w;
+    w.wave = static_cast<int>(i + 1);
+    w.step = steps[i];
+    w.soak_over = steps[i] == WaveStep::kWritesSwitched && (i + 1 < steps.size() || last_soak_over);
+    w.writes_version = 9;
+    st.waves.push_back(w);
+  }
+  return st;
+}
+
+TEST(NextAction, NamesTheNextStepOfTheCurrentWave) {
+  EXPECT_THAT(NextAction(StateWithSteps({WaveStep::kWritesSwitched, WaveStep::kCatchingUp}, true)),
+              HasSubstr("`advance --migration 4` runs wave 2's gate"));
+  EXPECT_THAT(NextAction(StateWithSteps({WaveStep::kVerified}, true)),
+              HasSubstr("switches wave 1's reads"));
+  EXPECT_THAT(NextAction(StateWithSteps({WaveStep::kWritesSwitched}, false)),
+              HasSubstr("wait for the soak"));
+  EXPECT_THAT(NextAction(StateWithSteps({WaveStep::kWritesSwitched}, true)),
+              HasSubstr("`cleanup --migration 4` once every live router applies map version 9"));
+  MigrationState done = StateWithSteps({WaveStep::kPending}, true);
+  done.migration.state = std::string(kMigrationAborted);
+  EXPECT_THAT(NextAction(done), HasSubstr("nothing: migration 4 is aborted"));
+}
+
+TEST(NextAction, WaitsForThePreviousWavesSoak) {
+  MigrationState st = StateWithSteps({WaveStep::kWritesSwitched, WaveStep::kPending}, true);
+  st.waves[0].soak_over = false;
+  st.waves[0].soak_left_seconds = 42;
+  EXPECT_THAT(NextAction(st), HasSubstr("wait for wave 1's soak (42 s left)"));
+}
+
+}  // namespace
+}  // namespace shardline::migrate
