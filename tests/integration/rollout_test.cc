@@ -622,7 +622,7 @@ void RunProof(const std::vector<std::string>& kill_points) {
   try {
     loadgen = BinPath("shardline-loadgen");
   } catch (const std::exception& e) {
-    GTEST_SKIP() << "shardline-loadgen is not built (SHARDLINE_BUILD_TOOLS=OFF?): " << e.what();
+    FAIL() << "shardline-loadgen is not built (SHARDLINE_BUILD_TOOLS=OFF?): " << e.what();
   }
   ScratchDatabases db(3);
   struct Cleanup {
