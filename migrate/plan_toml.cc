@@ -21,7 +21,7 @@
 #include <toml++/toml.h>
 
 #include "shardline/map_toml.h"
-#include "toml_quote.h"
+#include "toml_text.h"
 
 namespace shardline::migrate {
 namespace {
@@ -431,17 +431,9 @@ absl::Status FileError(const std::string& what, const std::string& path, int err
 }  // namespace
 
 absl::StatusOr<ParsedPlan> ParsePlanToml(std::string_view text, std::string_view source_name) {
-  toml::table doc;
-  try {
-    doc = toml::parse(text, source_name);
-  } catch (const toml::parse_error& e) {
-    return absl::InvalidArgumentError(
-        fmt::format("{}:{}:{}: invalid TOML: {}", source_name, e.source().begin.line,
-                    e.source().begin.column, e.description()));
-  } catch (const std::exception& e) {
-    return absl::InvalidArgumentError(
-        fmt::format("{}: cannot parse TOML: {}", source_name, e.what()));
-  }
+  absl::StatusOr<toml::table> parsed_doc = internal::ParseTomlText(text, source_name);
+  if (!parsed_doc.ok()) return parsed_doc.status();
+  const toml::table& doc = *parsed_doc;
   Reader reader(source_name);
   ParsedPlan parsed;
   reader.Read(doc, parsed);

@@ -1,5 +1,5 @@
-// TomlQuote: see toml_quote.h.
-#include "toml_quote.h"
+// TomlQuote and ParseTomlText: see toml_text.h.
+#include "toml_text.h"
 
 #include <fmt/format.h>
 
@@ -34,6 +34,19 @@ std::string TomlQuote(std::string_view s) {
   }
   out += '"';
   return out;
+}
+
+absl::StatusOr<toml::table> ParseTomlText(std::string_view text, std::string_view source_name) {
+  try {
+    return toml::parse(text, source_name);
+  } catch (const toml::parse_error& e) {
+    return absl::InvalidArgumentError(
+        fmt::format("{}:{}:{}: invalid TOML: {}", source_name, e.source().begin.line,
+                    e.source().begin.column, e.description()));
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(
+        fmt::format("{}: cannot parse TOML: {}", source_name, e.what()));
+  }
 }
 
 }  // namespace shardline::internal
