@@ -94,24 +94,7 @@ std::string Relocate(std::string_view message, std::string_view file, int offset
   return out;
 }
 
-std::string_view TypeName(toml::node_type t) {
-  switch (t) {
-    case toml::node_type::string:
-      return "string";
-    case toml::node_type::integer:
-      return "integer";
-    case toml::node_type::floating_point:
-      return "float";
-    case toml::node_type::boolean:
-      return "boolean";
-    case toml::node_type::array:
-      return "array";
-    case toml::node_type::table:
-      return "table";
-    default:
-      return "date or time";
-  }
-}
+std::string_view TypeName(toml::node_type t) { return internal::TomlTypeName(t); }
 
 // Reads one parsed plan document, collecting errors and warnings with their lines.
 class Reader {

@@ -31,31 +31,7 @@ constexpr std::string_view kNodeFields[] = {"name", "dsn", "pool_min", "pool_max
 constexpr std::string_view kRangeFields[] = {"lo", "hi", "node", "read_node", "state"};
 constexpr std::string_view kTableFields[] = {"name", "key", "primary_key", "reference"};
 
-// TOML's own names for value types, as used in "expected X, got Y".
-std::string_view TypeName(toml::node_type t) {
-  switch (t) {
-    case toml::node_type::string:
-      return "string";
-    case toml::node_type::integer:
-      return "integer";
-    case toml::node_type::floating_point:
-      return "float";
-    case toml::node_type::boolean:
-      return "boolean";
-    case toml::node_type::date:
-      return "date";
-    case toml::node_type::time:
-      return "time";
-    case toml::node_type::date_time:
-      return "date-time";
-    case toml::node_type::array:
-      return "array";
-    case toml::node_type::table:
-      return "table";
-    default:
-      return "nothing";
-  }
-}
+std::string_view TypeName(toml::node_type t) { return internal::TomlTypeName(t); }
 
 // Levenshtein distance, for "did you mean" hints on unknown fields (names are short).
 std::size_t EditDistance(std::string_view a, std::string_view b) {

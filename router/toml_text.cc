@@ -36,6 +36,31 @@ std::string TomlQuote(std::string_view s) {
   return out;
 }
 
+std::string_view TomlTypeName(toml::node_type t) {
+  switch (t) {
+    case toml::node_type::string:
+      return "string";
+    case toml::node_type::integer:
+      return "integer";
+    case toml::node_type::floating_point:
+      return "float";
+    case toml::node_type::boolean:
+      return "boolean";
+    case toml::node_type::date:
+      return "date";
+    case toml::node_type::time:
+      return "time";
+    case toml::node_type::date_time:
+      return "date-time";
+    case toml::node_type::array:
+      return "array";
+    case toml::node_type::table:
+      return "table";
+    default:
+      return "nothing";
+  }
+}
+
 absl::StatusOr<toml::table> ParseTomlText(std::string_view text, std::string_view source_name) {
   try {
     return toml::parse(text, source_name);

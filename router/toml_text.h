@@ -16,6 +16,9 @@ namespace shardline::internal {
 // A TOML basic string: quotes, backslashes and control characters escaped; UTF-8 kept.
 std::string TomlQuote(std::string_view s);
 
+// TOML's own names for value types, as used in "expected X, got Y".
+std::string_view TomlTypeName(toml::node_type t);
+
 // Parses `text`; InvalidArgument "<source_name>:<line>:<column>: invalid TOML: ..." otherwise.
 absl::StatusOr<toml::table> ParseTomlText(std::string_view text, std::string_view source_name);
 
