@@ -2,6 +2,7 @@
 #include "rollout.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <fstream>
@@ -25,6 +26,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// The catalog session lock held by `rollout start` for its whole run.
+constexpr std::int64_t kStartLockKey = 0x73686c7374617274;  // "shlstart"
+
 std::string Msg(const absl::Status& s) { return std::string(s.message()); }
 
 absl::Status WithContext(const absl::Status& s, std::string_view what) {
@@ -43,11 +47,12 @@ struct Pair {
   HashRangeList ranges;
 };
 
-// Deletes the rows of `ranges` from every sharded table on `conn` in batches of `batch`, with
-// the fence trigger bypassed (session_replication_role = replica: the ranges are fenced on
-// this node, and these deletes are the rollout's own). Prefers cleanup.h's CleanupRanges
-// (keyset order) and falls back to ctid batches when it is not available.
-absl::StatusOr<std::int64_t> DeleteRanges(pg::Conn& conn, const ShardMap& map,
+// Deletes the rows of `ranges` from every sharded table on `conn` (node `node`) in keyset
+// batches (cleanup.h), with the fence trigger bypassed (session_replication_role = replica: the
+// ranges are fenced on this node, and these deletes are the rollout's own). `current` is the
+// catalog's current map: CleanupRanges refuses, before deleting anything, a range that it gives
+// to `node` for writes or reads, so no row the map still routes to is deleted.
+absl::StatusOr<std::int64_t> DeleteCopies(pg::Conn& conn, const ShardMap& current,
                                           const std::string& node, const HashRangeList& ranges,
                                           std::int64_t batch, double rows_per_second) {
   if (ranges.empty()) return 0;
@@ -56,49 +61,28 @@ absl::StatusOr<std::int64_t> DeleteRanges(pg::Conn& conn, const ShardMap& map,
                                                "rows needs superuser",
                                                node));
   }
-  std::int64_t deleted = 0;
   CleanupOptions co;
   co.batch = static_cast<std::size_t>(batch);
   co.rows_per_second = rows_per_second;
-  absl::StatusOr<CleanupResult> cr = CleanupRanges(conn, map, node, ranges, co);
-  if (cr.ok()) {
-    deleted = cr->deleted();
-  } else if (cr.status().code() == absl::StatusCode::kUnimplemented ||
-             cr.status().code() == absl::StatusCode::kFailedPrecondition) {
-    // FailedPrecondition: CleanupRanges checks ownership against `map` (the plan's result),
-    // which a rollback contradicts; we checked ownership against the published map ourselves.
-    for (const TableConfig& t : map.tables()) {
-      if (t.reference) continue;
-      const std::string q = conn.QuoteQualified(t.name);
-      const std::string pred = HashRangesPredicate(map.key_type(), conn.QuoteIdent(t.key), ranges);
-      for (;;) {
-        const auto start = Clock::now();
-        auto r = conn.Exec(fmt::format(
-            "DELETE FROM {0} WHERE ctid = ANY (ARRAY(SELECT ctid FROM {0} WHERE {1} LIMIT {2}))", q,
-            pred, batch));
-        if (!r.ok()) {
-          (void)conn.Exec("RESET session_replication_role");
-          return r.status();
-        }
-        const std::int64_t n = r->AffectedRows();
-        deleted += n;
-        if (n == 0) break;
-        if (rows_per_second > 0) {
-          const double want_ms = 1000.0 * static_cast<double>(n) / rows_per_second;
-          const double spent = MsSince(start);
-          if (want_ms > spent) {
-            std::this_thread::sleep_for(
-                std::chrono::microseconds(static_cast<std::int64_t>((want_ms - spent) * 1000)));
-          }
-        }
-      }
-    }
-  } else {
-    (void)conn.Exec("RESET session_replication_role");
-    return cr.status();
-  }
+  absl::StatusOr<CleanupResult> cr = CleanupRanges(conn, current, node, ranges, co);
   (void)conn.Exec("RESET session_replication_role");
-  return deleted;
+  if (!cr.ok()) return cr.status();
+  return cr->deleted();
+}
+
+std::string RangesText(const HashRangeList& ranges) {
+  std::string out;
+  for (const auto& [lo, hi] : ranges) out += fmt::format("{}{}..{}", out.empty() ? "" : ", ", lo, hi);
+  return out;
+}
+
+// statement_timeout and lock_timeout of a connection the engine opens, as session defaults
+// (functions that set their own timeouts for a step restore these afterwards).
+absl::Status SetTimeouts(pg::Conn& conn, const RolloutOptions& o) {
+  auto r = conn.Exec(
+      "SELECT set_config('statement_timeout', $1, false), set_config('lock_timeout', $2, false)",
+      {std::to_string(o.statement_timeout.count()), std::to_string(o.lock_timeout.count())});
+  return r.ok() ? absl::OkStatus() : r.status();
 }
 
 class Engine {
@@ -110,6 +94,11 @@ class Engine {
     auto catalog = Catalog::Create(o.catalog_dsn);
     if (!catalog.ok()) return catalog.status();
     auto e = std::unique_ptr<Engine>(new Engine(o, std::move(*catalog), id));
+    if (auto s = SetTimeouts(e->catalog_->conn(), o); !s.ok()) return s;
+    if (lock) {
+      // Brings an older catalog's schema up to date (the one-way states, published_version).
+      if (auto s = e->catalog_->Init(Actor{CurrentOsUser()}); !s.ok()) return s.status();
+    }
     if (auto s = e->Reload(); !s.ok()) return s;
     if (!lock) return e;
     if (auto s = LockMigration(e->catalog_->conn(), id, e->st_.migration.tag); !s.ok()) return s;
@@ -140,10 +129,30 @@ class Engine {
 
   const MigrationState& state() const { return st_; }
 
-  absl::Status RequireRunning() const {
-    if (st_.migration.state == kMigrationRunning) return absl::OkStatus();
+  // OK when `command` may act on the migration now: any command while it runs; once a one-way
+  // ending began, only the command that began it (a rerun continues it). FailedPrecondition
+  // saying what began and what to run otherwise.
+  absl::Status RequireState(std::string_view command) const {
+    const std::string& state = st_.migration.state;
+    if (state == kMigrationRunning) return absl::OkStatus();
+    if (state == kMigrationCleaning) {
+      if (command == "cleanup") return absl::OkStatus();
+      return absl::FailedPreconditionError(fmt::format(
+          "migration {0} is cleaning up: its cleanup has begun deleting the moved rows from the "
+          "sources, so {1} is refused (there is no way back past that point); run `shardline "
+          "rollout cleanup --migration {0}` to finish it",
+          id_, command));
+    }
+    if (state == kMigrationRollingBack || state == kMigrationAborting) {
+      const bool aborting = state == kMigrationAborting;
+      if (command == "rollback" || (aborting && command == "abort")) return absl::OkStatus();
+      return absl::FailedPreconditionError(fmt::format(
+          "migration {0} is {1}: it has begun giving the ranges back to their sources, so {2} "
+          "is refused; run `shardline rollout {3} --migration {0}` to finish it",
+          id_, aborting ? "aborting" : "rolling back", command, aborting ? "abort" : "rollback"));
+    }
     return absl::FailedPreconditionError(
-        fmt::format("migration {} is {}: nothing to do", id_, st_.migration.state));
+        fmt::format("migration {} is {}: nothing to do", id_, state));
   }
 
   // ---- advance -------------------------------------------------------------------------
@@ -151,7 +160,7 @@ class Engine {
   // One step. *done = true when every wave has switched writes (nothing left to advance).
   absl::Status AdvanceOnce(bool wait_soak, bool* done) {
     *done = false;
-    if (auto s = RequireRunning(); !s.ok()) return s;
+    if (auto s = RequireState("advance"); !s.ok()) return s;
     const WaveRecord* cur = nullptr;
     for (const WaveRecord& w : st_.waves) {
       if (w.step < WaveStep::kWritesSwitched) {
@@ -203,7 +212,7 @@ class Engine {
   // ---- rollback / abort / cleanup --------------------------------------------------------
 
   absl::Status Unwind(bool abort) {
-    if (auto s = RequireRunning(); !s.ok()) return s;
+    if (auto s = RequireState(abort ? "abort" : "rollback"); !s.ok()) return s;
     // Switched: recorded so, or (a switch killed between publishing and recording it) the
     // current map already makes the target the owner of one of the wave's ranges.
     auto current = catalog_->LoadCurrent();
@@ -216,30 +225,31 @@ class Engine {
       }
       if (on_target) switched.push_back(w.wave);
     }
-    if (abort && !switched.empty()) {
-      return absl::FailedPreconditionError(fmt::format(
-          "migration {}: writes of wave {} already switched to the new owners; abort only works "
-          "before that: use `shardline rollout rollback --migration {}`",
-          id_, switched.front(), id_));
+    if (st_.migration.state == kMigrationRunning) {
+      if (abort && !switched.empty()) {
+        return absl::FailedPreconditionError(fmt::format(
+            "migration {}: writes of wave {} already switched to the new owners; abort only "
+            "works before that: use `shardline rollout rollback --migration {}`",
+            id_, switched.front(), id_));
+      }
+      // One-way from here: the decision and the state in one statement.
+      if (auto s = TransitionMigration(catalog_->conn(), id_, kMigrationRunning,
+                                       abort ? kMigrationAborting : kMigrationRollingBack);
+          !s.ok()) {
+        return s;
+      }
+      if (auto s = Reload(); !s.ok()) return s;
     }
-    const std::string kind = abort ? "abort" : "rollback";
+    const bool aborting = st_.migration.state == kMigrationAborting;
+    const std::string kind = aborting ? "abort" : "rollback";
     return RunStep(0, kind, [&]() -> absl::Status {
-      // 1. Targets of switched waves: fence, and wait for reverse replication to deliver
-      //    everything written there up to the fence.
+      // 1. Targets of switched waves: fence, wait out transactions older than the fence, and
+      //    wait for reverse replication to deliver everything written there up to then.
       for (int w : switched) {
-        std::map<std::string, HashRangeList> by_target;
-        for (const Pair& p : Pairs(w)) {
-          auto& v = by_target[p.target];
-          v.insert(v.end(), p.ranges.begin(), p.ranges.end());
-        }
-        for (auto& [target, ranges] : by_target) {
+        for (auto& [target, ranges] : RangesByTarget({w})) {
           auto t = Conn(target);
           if (!t.ok()) return t.status();
-          if (auto s = WaitForPreMarkTransactions(**t, key_, std::chrono::seconds(10)); !s.ok()) {
-            return s;
-          }
-          auto lsn = FenceRanges(**t, *Result(), ranges, key_, o_.pause_lock_timeout,
-                                 fmt::format("rollout {} wave {}: rollback", id_, w));
+          auto lsn = FenceAndDrain(**t, ranges, w, "rollback");
           if (!lsn.ok()) return lsn.status();
           Point("rollback:target_fenced");
           for (const Pair& p : Pairs(w)) {
@@ -259,11 +269,12 @@ class Engine {
       }
       // 2. Sources take writes again, before the map sends writers back to them (a router that
       //    meets the targets' fence waits for that map and retries on the source). The targets
-      //    are fenced and drained, so nothing else writes these ranges meanwhile.
+      //    are fenced and drained, so nothing else writes these ranges meanwhile. The marks go
+      //    by the migration that made them, whatever the waves were.
       for (const auto& [source, ranges] : RangesBySource(AllWaves())) {
         auto c = Conn(source);
         if (!c.ok()) return c.status();
-        if (auto s = UnmarkRanges(**c, *Result(), ranges); !s.ok()) return s;
+        if (auto s = UnmarkMigration(**c, key_, ranges); !s.ok()) return s;
       }
       Point(fmt::format("{}:sources_unfenced", kind));
       // 3. The original assignment.
@@ -274,62 +285,111 @@ class Engine {
       // 4. Replication objects.
       if (auto s = DropAllReplication(); !s.ok()) return s;
       Point(fmt::format("{}:replication_dropped", kind));
-      // 5. Routers must have left the targets before their copies go.
+      // 5. Routers must have left the targets before their copies go. What goes is decided by
+      //    the catalog's current map: only rows of ranges it gives to other nodes.
       if (auto s = WaitRouters(*version); !s.ok()) return s;
+      auto now = catalog_->LoadCurrent();
+      if (!now.ok()) return now.status();
       for (const auto& [target, ranges] : RangesByTarget(AllWaves())) {
+        const HashRangeList copies = PartsNotServedBy(*now->map, ranges, target);
+        if (copies != ranges) {
+          Log(fmt::format("node {}: kept its rows of {} of the moved ranges: map version {} "
+                          "routes them to it",
+                          target, RangesText(ranges), now->map->version()));
+        }
         auto c = Conn(target);
         if (!c.ok()) return c.status();
-        auto n = DeleteRanges(**c, *Result(), target, ranges, o_.delete_batch,
+        auto n = DeleteCopies(**c, *now->map, target, copies, o_.delete_batch,
                               o_.delete_rows_per_second);
         if (!n.ok()) return n.status();
         if (*n > 0) Log(fmt::format("deleted {} copied rows from node {}", *n, target));
-        if (auto s = UnmarkRanges(**c, *Result(), ranges); !s.ok()) return s;
-      }
-      for (const WaveRecord& w : st_.waves) {
-        if (auto s = UpdateWave(catalog_->conn(), id_, w.wave, {{"step", "'pending'"}}, {});
+        // The target keeps fences where it took writes (a router still on the switched map is
+        // refused there, not lost).
+        if (auto s = KeepAsFences(**c, key_, copies,
+                                  fmt::format("given back by {} of migration {}", kind, id_));
             !s.ok()) {
           return s;
         }
       }
-      return SetMigrationState(catalog_->conn(), id_,
-                               abort ? kMigrationAborted : kMigrationRolledBack);
+      return FinishUnwind(catalog_->conn(), id_,
+                          aborting ? kMigrationAborted : kMigrationRolledBack);
     });
   }
 
   absl::Status Cleanup() {
-    if (auto s = RequireRunning(); !s.ok()) return s;
-    for (const WaveRecord& w : st_.waves) {
-      if (w.step < WaveStep::kWritesSwitched) {
-        return absl::FailedPreconditionError(fmt::format(
-            "migration {}: wave {} is at step {}; cleanup comes after every wave switched writes "
-            "(run advance)",
-            id_, w.wave, WaveStepName(w.step)));
+    if (auto s = RequireState("cleanup"); !s.ok()) return s;
+    auto current = catalog_->LoadCurrent();
+    if (!current.ok()) return current.status();
+    if (st_.migration.state == kMigrationRunning) {
+      for (const WaveRecord& w : st_.waves) {
+        if (w.step < WaveStep::kWritesSwitched) {
+          return absl::FailedPreconditionError(fmt::format(
+              "migration {}: wave {} is at step {}; cleanup comes after every wave switched "
+              "writes (run advance)",
+              id_, w.wave, WaveStepName(w.step)));
+        }
       }
-    }
-    const WaveRecord& last = st_.waves.back();
-    if (!last.soak_over) {
-      return absl::FailedPreconditionError(
-          fmt::format("migration {}: wave {} soaks until {} ({:.0f} s left); cleanup after that",
-                      id_, last.wave, last.soak_until, last.soak_left_seconds));
+      const WaveRecord& last = st_.waves.back();
+      if (!last.soak_over) {
+        return absl::FailedPreconditionError(
+            fmt::format("migration {}: wave {} soaks until {} ({:.0f} s left); cleanup after that",
+                        id_, last.wave, last.soak_until, last.soak_left_seconds));
+      }
+      // Decided from the catalog's current map, not the plan: every moved range must be held
+      // by the node it moved to.
+      std::vector<std::string> problems;
+      for (const RangeRecord& r : st_.ranges) {
+        const HashRangeList whole = {{r.lo, r.hi}};
+        if (PartsHeldBy(*current->map, whole, r.target) != whole) {
+          problems.push_back(fmt::format("range {}..{} (moved {} -> {})", r.lo, r.hi, r.source,
+                                         r.target));
+        }
+      }
+      if (!problems.empty()) {
+        return absl::FailedPreconditionError(fmt::format(
+            "migration {}: the catalog's current map (version {}) does not give these moved "
+            "ranges wholly to the node they moved to: {}; cleanup deleted nothing. See `shardline "
+            "map history`: republish the migration's map (`shardline map revert --to {}`) and run "
+            "cleanup again, or roll back",
+            id_, current->map->version(), fmt::join(problems, ", "),
+            st_.migration.published_version));
+      }
+      // Routers first: a router still on an older map would write to a source.
+      if (auto s = WaitRouters(last.writes_version); !s.ok()) return s;
+      if (auto s = TransitionMigration(catalog_->conn(), id_, kMigrationRunning,
+                                       kMigrationCleaning);
+          !s.ok()) {
+        return s;
+      }
+      if (auto s = Reload(); !s.ok()) return s;
     }
     return RunStep(0, "cleanup", [&]() -> absl::Status {
-      if (auto s = WaitRouters(last.writes_version); !s.ok()) return s;
       if (auto s = DropAllReplication(); !s.ok()) return s;
       Point("cleanup:replication_dropped");
-      for (const auto& [source, ranges] : RangesBySource(AllWaves())) {
+      std::map<std::pair<std::string, std::string>, HashRangeList> by_pair;
+      for (const RangeRecord& r : st_.ranges) by_pair[{r.source, r.target}].push_back({r.lo, r.hi});
+      for (auto& [pair, ranges] : by_pair) {
+        const auto& [source, target] = pair;
+        // Only where the current map has the target hold them: those rows are copies.
+        const HashRangeList moved = PartsHeldBy(*current->map, CoalesceRanges(ranges), target);
         auto c = Conn(source);
         if (!c.ok()) return c.status();
-        auto n = DeleteRanges(**c, *Result(), source, ranges, o_.delete_batch,
+        auto n = DeleteCopies(**c, *current->map, source, moved, o_.delete_batch,
                               o_.delete_rows_per_second);
         if (!n.ok()) return n.status();
         Log(fmt::format("deleted {} moved rows from node {}", *n, source));
         Point("cleanup:source_deleted");
-        if (auto s = UnmarkRanges(**c, *Result(), ranges); !s.ok()) return s;
+        // The source keeps its fences: a router on an older map is refused there and re-routes.
+        if (auto s = KeepAsFences(**c, key_, moved,
+                                  fmt::format("moved to {} by migration {}", target, id_));
+            !s.ok()) {
+          return s;
+        }
       }
       for (const auto& [target, ranges] : RangesByTarget(AllWaves())) {
         auto c = Conn(target);
         if (!c.ok()) return c.status();
-        if (auto s = UnmarkRanges(**c, *Result(), ranges); !s.ok()) return s;
+        if (auto s = UnmarkMigration(**c, key_, ranges); !s.ok()) return s;
       }
       return SetMigrationState(catalog_->conn(), id_, kMigrationCleaned);
     });
@@ -339,7 +399,11 @@ class Engine {
 
   std::vector<WaveLive> Live() {
     std::vector<WaveLive> out(st_.waves.size());
-    if (st_.migration.state != kMigrationRunning) return out;
+    if (st_.migration.state != kMigrationRunning &&
+        st_.migration.state != kMigrationRollingBack && st_.migration.state != kMigrationAborting &&
+        st_.migration.state != kMigrationCleaning) {
+      return out;
+    }
     for (const WaveRecord& w : st_.waves) {
       WaveLive& l = out[static_cast<std::size_t>(w.wave - 1)];
       if (w.step == WaveStep::kPending) continue;
@@ -422,6 +486,8 @@ class Engine {
     if (auto r = (*c)->Exec("SET synchronous_commit = on"); !r.ok()) return r.status();
     // DROP ... IF EXISTS and friends: their NOTICEs are noise on the CLI's stderr.
     if (auto r = (*c)->Exec("SET client_min_messages = warning"); !r.ok()) return r.status();
+    // No statement waits without bound (a hung node, a lock held by a long transaction).
+    if (auto s = SetTimeouts(**c, o_); !s.ok()) return s;
     return c;
   }
   const std::string& Dsn(const std::string& node) const {
@@ -475,17 +541,68 @@ class Engine {
   }
 
   // Publishes the map for `steps` unless the current map already says the same. Returns the
-  // version that holds it.
+  // version that holds it. FailedPrecondition, publishing nothing, when the current map is not
+  // the one this migration published last (someone else published in between): overwriting it
+  // would undo their change, or route writes where no rows are.
   absl::StatusOr<std::int64_t> PublishStage(const std::vector<WaveStep>& steps,
                                             const std::string& comment) {
     auto current = catalog_->LoadCurrent();
     if (!current.ok()) return current.status();
-    const ShardMapConfig desired = MapAtStage(plan_.plan.result, plan_.plan.moves, move_waves_,
-                                              steps, current->map->version() + 1);
-    if (SameMapContent(current->map->config(), desired)) return current->map->version();
+    const std::int64_t at = current->map->version();
+    const ShardMapConfig desired =
+        MapAtStage(plan_.plan.result, plan_.plan.moves, move_waves_, steps, at + 1);
+    if (SameMapContent(current->map->config(), desired)) {
+      if (at != st_.migration.published_version) {  // published, then killed before recording
+        if (auto s = SetPublishedVersion(catalog_->conn(), id_, at); !s.ok()) return s;
+        st_.migration.published_version = at;
+      }
+      return at;
+    }
+    if (at != st_.migration.published_version) {
+      // A revert to the migration's last map (its content current again) is the same map.
+      auto ours = catalog_->Load(st_.migration.published_version);
+      if (!ours.ok()) return ours.status();
+      if (SameMapContent(current->map->config(), ours->map->config())) {
+        if (auto s = SetPublishedVersion(catalog_->conn(), id_, at); !s.ok()) return s;
+        st_.migration.published_version = at;
+      }
+    }
+    if (at != st_.migration.published_version) {
+      return absl::FailedPreconditionError(fmt::format(
+          "migration {0}: the catalog's current map is version {1}, but the last map this "
+          "migration published is version {2}: someone else published in between, and "
+          "publishing over it would undo that change. Nothing was published. See `shardline "
+          "map history`; to go on, make version {2}'s content current again (`shardline map "
+          "revert --to {2}`) and run the command again",
+          id_, at, st_.migration.published_version));
+    }
     if (auto s = catalog_->Publish(desired, comment, Actor{CurrentOsUser()}); !s.ok()) return s;
     Log(fmt::format("published map version {} ({})", desired.version, comment));
+    if (auto s = SetPublishedVersion(catalog_->conn(), id_, desired.version); !s.ok()) return s;
+    st_.migration.published_version = desired.version;
     return desired.version;
+  }
+
+  // Fences `ranges` on `conn` for wave `w` (under the pause lock, after waiting for
+  // transactions that predate the moving marks), then waits out transactions older than the
+  // fence (terminating them after fence_grace, said in the log), and returns the WAL position
+  // after that: every write into the ranges, of any isolation level, is before it.
+  absl::StatusOr<std::string> FenceAndDrain(pg::Conn& conn, const HashRangeList& ranges, int w,
+                                            std::string_view why) {
+    if (auto s = WaitForPreMarkTransactions(conn, key_, std::chrono::seconds(10)); !s.ok()) {
+      return s;
+    }
+    auto fence = FenceRanges(conn, *Result(), ranges, key_, o_.pause_lock_timeout,
+                             fmt::format("rollout {} wave {}: {}", id_, w, why));
+    if (!fence.ok()) return fence.status();
+    auto ended = DrainTransactionsBefore(conn, fence->fenced_at, o_.fence_grace);
+    if (!ended.ok()) return ended.status();
+    for (const std::string& e : *ended) {
+      Log(fmt::format("wave {}: node {}: terminated {}: it began before the fence and was still "
+                      "open after {} ms",
+                      w, conn.node(), e, o_.fence_grace.count()));
+    }
+    return CurrentLsn(conn);
   }
 
   // Waits until every live router applies `version` (or later).
@@ -549,9 +666,23 @@ class Engine {
         !s.ok()) {
       return s;
     }
+    // A mark of another migration over these ranges is refused, never taken over. A target may
+    // carry the fence an earlier move left on a range that now comes back: lifted at the switch.
+    for (const auto& [target, ranges] : RangesByTarget({w})) {
+      auto c = Conn(target);
+      if (!c.ok()) return c.status();
+      if (auto s = CheckForeignMarks(**c, *Result(), ranges, key_, /*allow_fences=*/true);
+          !s.ok()) {
+        return s;
+      }
+    }
     for (const auto& [source, ranges] : RangesBySource({w})) {
       auto c = Conn(source);
       if (!c.ok()) return c.status();
+      if (auto s = CheckForeignMarks(**c, *Result(), ranges, key_, /*allow_fences=*/false);
+          !s.ok()) {
+        return s;
+      }
       if (auto s = MarkMoving(**c, *Result(), ranges, key_,
                               fmt::format("rollout {} wave {}: moving", id_, w));
           !s.ok()) {
@@ -597,8 +728,6 @@ class Engine {
       auto t_conn = Conn(p.target);
       if (!t_conn.ok()) return t_conn.status();
       const std::string fwd = Name(w, p, false);
-      // A gate killed while the subscription was paused leaves it disabled.
-      if (auto s = SetSubscriptionEnabled(**t_conn, fwd, true); !s.ok()) return s;
       if (auto s = WaitInitialCopy(**t_conn, fwd, o_.copy_wait); !s.ok()) return s;
     }
     for (const auto& [source, ranges] : RangesBySource({w})) {
@@ -744,6 +873,23 @@ class Engine {
         return s;
       }
     }
+    // Reverse replication prepared before the window: its publication and slot on the target
+    // (creating a slot waits for the transactions running on the node; outside the window that
+    // costs writers nothing). The slot is moved past forward replication's rows in the window.
+    for (const Pair& p : pairs) {
+      auto s_conn = Conn(p.source);
+      if (!s_conn.ok()) return s_conn.status();
+      auto t_conn = Conn(p.target);
+      if (!t_conn.ok()) return t_conn.status();
+      const std::string rev = Name(w, p, true);
+      if (auto s = EnsurePublication(**t_conn, *Result(), rev, p.ranges); !s.ok()) return s;
+      auto exists = SubscriptionExists(**s_conn, rev);
+      if (!exists.ok()) return exists.status();
+      if (!*exists) {
+        if (auto s = EnsureSlot(**t_conn, rev); !s.ok()) return s;
+      }
+    }
+    Point("writes:reverse_prepared");
     // Recorded before the fence (a rerun keeps the first time: the window is what writers saw).
     if (auto s = UpdateWave(catalog_->conn(), id_, w,
                             {{"fenced_at", "coalesce(fenced_at, clock_timestamp())"}}, {});
@@ -758,11 +904,7 @@ class Engine {
     for (const auto& [source, ranges] : RangesBySource({w})) {
       auto c = Conn(source);
       if (!c.ok()) return c.status();
-      if (auto s = WaitForPreMarkTransactions(**c, key_, std::chrono::seconds(10)); !s.ok()) {
-        return s;
-      }
-      auto lsn = FenceRanges(**c, *Result(), ranges, key_, o_.pause_lock_timeout,
-                             fmt::format("rollout {} wave {}: writes switched", id_, w));
+      auto lsn = FenceAndDrain(**c, ranges, w, "writes switched");
       if (!lsn.ok()) return lsn.status();
       fence_lsn[source] = *lsn;
     }
@@ -796,18 +938,33 @@ class Engine {
       auto t_conn = Conn(p.target);
       if (!t_conn.ok()) return t_conn.status();
       const std::string rev = Name(w, p, true);
-      // The target's writers to these ranges take the pause lock from now on (a rollback
-      // fences the target the same way the sources were fenced).
+      // Fences an earlier move left on ranges that come back here are lifted (their parts
+      // outside stay); the target's writers to these ranges take the pause lock from now on (a
+      // rollback fences the target the same way the sources were fenced).
+      auto lifted = LiftReturningFences(**t_conn, *Result(), p.ranges, key_);
+      if (!lifted.ok()) return lifted.status();
+      if (*lifted > 0) {
+        Log(fmt::format("wave {}: node {}: lifted {} fence(s) left by earlier moves of these "
+                        "ranges",
+                        w, p.target, *lifted));
+      }
       if (auto s = MarkMoving(**t_conn, *Result(), p.ranges, key_,
                               fmt::format("rollout {} wave {}: moved here", id_, w));
           !s.ok()) {
         return s;
       }
-      if (auto s = EnsurePublication(**t_conn, *Result(), rev, p.ranges); !s.ok()) return s;
-      if (auto s = EnsureSubscription(**s_conn, **t_conn, rev, Dsn(p.target),
-                                      /*copy_data=*/false);
-          !s.ok()) {
-        return s;
+      auto exists = SubscriptionExists(**s_conn, rev);
+      if (!exists.ok()) return exists.status();
+      if (!*exists) {
+        // Past the rows forward replication applied (they came from the source), before any
+        // application write (the target owns nothing of these ranges until the map below).
+        if (auto s = EnsureSlot(**t_conn, rev); !s.ok()) return s;
+        if (auto s = AdvanceSlotToFlushed(**t_conn, rev); !s.ok()) return s;
+        if (auto s = EnsureSubscription(**s_conn, **t_conn, rev, Dsn(p.target),
+                                        /*copy_data=*/false);
+            !s.ok()) {
+          return s;
+        }
       }
     }
     lap("reverse replication started");
@@ -1007,6 +1164,18 @@ absl::StatusOr<std::int64_t> StartRollout(const RolloutOptions& options,
   if (auto s = (*catalog)->Init(Actor{CurrentOsUser()}); !s.ok()) return s.status();
   pg::Conn& cat = (*catalog)->conn();
 
+  if (auto s = SetTimeouts(cat, options); !s.ok()) return s;
+  // One start at a time per catalog, for the whole of its checks and creations (a session
+  // lock: a killed start releases it); the catalog's unique index on the active migration is
+  // what finally decides (CreateMigration).
+  auto locked = cat.Exec("SELECT pg_try_advisory_lock($1)", {std::to_string(kStartLockKey)});
+  if (!locked.ok()) return locked.status();
+  if (locked->Text(0, 0) != "t") {
+    return absl::FailedPreconditionError(
+        "another `shardline rollout start` is running on this catalog; nothing was changed. "
+        "See `shardline rollout status` once it is done");
+  }
+
   std::vector<std::string> problems;
   // The catalog: the plan must start from the current map, and no other rollout may run.
   auto current = (*catalog)->CurrentVersion();
@@ -1017,13 +1186,13 @@ absl::StatusOr<std::int64_t> StartRollout(const RolloutOptions& options,
         "plan (`shardline rebalance plan`)",
         plan->plan.source_map_version, *current));
   }
-  auto running = cat.Exec("SELECT id FROM shardline.migrations WHERE state = 'running'");
-  if (!running.ok()) return running.status();
-  if (running->rows() > 0) {
+  auto active = ActiveMigration(cat);
+  if (!active.ok()) return active.status();
+  if (*active > 0) {
     problems.push_back(fmt::format(
-        "migration {0} is still running: continue it (`shardline rollout advance --migration "
-        "{0}`, then cleanup) or end it (rollback, abort) first",
-        running->Text(0, 0)));
+        "migration {0} is still active: continue it (`shardline rollout status` says how) or "
+        "end it (rollback, abort) first",
+        *active));
   }
 
   // Waves.
@@ -1046,6 +1215,10 @@ absl::StatusOr<std::int64_t> StartRollout(const RolloutOptions& options,
     auto c = pg::Conn::Connect(result.nodes()[static_cast<std::size_t>(i)].dsn, name);
     if (!c.ok()) {
       problems.push_back(Msg(c.status()));
+      continue;
+    }
+    if (auto s = SetTimeouts(**c, options); !s.ok()) {
+      problems.push_back(Msg(s));
       continue;
     }
     CheckNode(**c, need, problems);
@@ -1209,6 +1382,19 @@ absl::StatusOr<std::vector<std::int64_t>> ListRollouts(const RolloutOptions& opt
 
 std::string NextAction(const MigrationState& st) {
   const std::int64_t id = st.migration.id;
+  // An ending that began is only ever continued by its own command: never point elsewhere
+  // (a cleanup after a half-done rollback would delete the rows the restored owners hold).
+  if (st.migration.state == kMigrationCleaning) {
+    return fmt::format(
+        "`cleanup --migration {}` finishes the cleanup it began (rollback is no longer possible)",
+        id);
+  }
+  if (st.migration.state == kMigrationRollingBack) {
+    return fmt::format("`rollback --migration {}` finishes the rollback it began", id);
+  }
+  if (st.migration.state == kMigrationAborting) {
+    return fmt::format("`abort --migration {}` finishes the abort it began", id);
+  }
   if (st.migration.state != kMigrationRunning) {
     return fmt::format("nothing: migration {} is {}", id, st.migration.state);
   }

@@ -40,6 +40,13 @@ struct RolloutOptions {
   std::chrono::milliseconds router_wait{std::chrono::seconds(60)};
   // A router whose heartbeat is older than this is not live. Default 60 s (router/registry.h).
   std::chrono::seconds router_stale_after{60};
+  // statement_timeout and lock_timeout of every connection the engine opens (catalog and
+  // nodes): no statement waits without bound. Default 5 min / 10 s.
+  std::chrono::milliseconds statement_timeout{std::chrono::minutes(5)};
+  std::chrono::milliseconds lock_timeout{std::chrono::seconds(10)};
+  // After a fence commits, transactions older than it may still write unseen (REPEATABLE READ,
+  // SERIALIZABLE): they get this long to end, then they are terminated. Default 5 s.
+  std::chrono::milliseconds fence_grace{std::chrono::seconds(5)};
   // Cleanup's deletes of moved rows: rows per transaction and a rate limit (0 = none).
   std::int64_t delete_batch = 5000;
   double delete_rows_per_second = 0;
@@ -72,19 +79,26 @@ absl::StatusOr<std::int64_t> StartRollout(const RolloutOptions& options,
 // migration stays resumable.
 absl::Status AdvanceRollout(const RolloutOptions& options, std::int64_t id, bool auto_advance);
 
-// Back to the previous owners with no lost write, from any step before cleanup: fences the
-// targets of switched waves, waits for reverse replication, publishes the original
-// assignment, lifts the sources' fences, waits for live routers, drops every replication object
-// and the targets' copies.
+// Back to the previous owners with no lost write, from any step before cleanup: records
+// `rolling_back` (one-way: advance and cleanup are refused from then on, a rerun continues),
+// fences the targets of switched waves, waits for reverse replication, lifts the sources' marks,
+// publishes the original assignment, drops every replication object, waits for live routers,
+// deletes the targets' copies where the current map gives the ranges to other nodes (the
+// targets keep fences there), and ends `rolled_back` with every wave pending (one transaction).
+// FailedPrecondition once cleanup has begun.
 absl::Status RollbackRollout(const RolloutOptions& options, std::int64_t id);
 
-// Like rollback, for a migration whose writes have not switched anywhere (FailedPrecondition
-// otherwise): removes everything it created; no replication slot is left behind.
+// Like rollback (state `aborting`), for a migration whose writes have not switched anywhere
+// (FailedPrecondition otherwise): removes everything it created; no replication slot is left.
 absl::Status AbortRollout(const RolloutOptions& options, std::int64_t id);
 
 // After every wave switched writes and the last soak is over, once every live router applies
-// the final map: drops the replication objects, deletes the moved rows from the sources in
-// throttled batches, lifts the fences.
+// the final map: records `cleaning` (one-way: rollback, abort and advance are refused from then
+// on, a rerun continues), drops the replication objects, deletes the moved rows from the
+// sources in throttled batches, only where the catalog's current map gives them wholly to the
+// move's target, and keeps the sources' fences there (a router on an older map is refused, not
+// lost). FailedPrecondition, deleting nothing, when the current map does not give a moved range
+// to its target.
 absl::Status CleanupRollout(const RolloutOptions& options, std::int64_t id);
 
 // Live figures of a wave (status).

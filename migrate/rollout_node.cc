@@ -2,12 +2,14 @@
 #include "rollout_node.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <cstdlib>
 #include <thread>
 
 #include "absl/strings/cord.h"
 #include "node_sql.h"
+#include "shardline/errors.h"
 #include "shardline/key.h"
 #include "table_info.h"
 
@@ -41,20 +43,41 @@ absl::Status Exec(pg::Conn& conn, std::string_view sql, const pg::Params& params
 }
 
 constexpr std::chrono::milliseconds kPollEvery{5};
+constexpr std::chrono::milliseconds kTriggerLockTimeout{2000};
+constexpr int kTriggerLockAttempts = 5;
+// shardline.node_schema_version() of schemas/node.sql.
+constexpr std::int64_t kNodeSchemaVersion = 2;
+
+// '{1,2}' and '{3,4}' for the lo / hi bigint[] parameters of `ranges`.
+std::pair<std::string, std::string> RangeArrays(const HashRangeList& ranges) {
+  std::vector<std::int64_t> los, his;
+  for (const auto& r : ranges) {
+    los.push_back(r.first);
+    his.push_back(r.second);
+  }
+  return {ArrayLiteral(los), ArrayLiteral(his)};
+}
 
 }  // namespace
 
 absl::Status InstallNodeObjects(pg::Conn& conn, const ShardMap& map) {
   // node.sql is idempotent, but its CREATE OR REPLACE FUNCTION would wait behind writers
   // holding the function; run it only when the current version is missing.
-  auto present = conn.Exec(
-      "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass('shardline.fenced_ranges') "
-      "AND attname = 'lock_key' AND NOT attisdropped");
+  auto present =
+      conn.Exec("SELECT to_regprocedure('shardline.node_schema_version()') IS NOT NULL");
   if (!present.ok()) return present.status();
-  if (present->Int64Or0(0, 0) == 0) {
+  std::int64_t version = 0;
+  if (present->Text(0, 0) == "t") {
+    auto v = conn.Exec("SELECT shardline.node_schema_version()");
+    if (!v.ok()) return v.status();
+    version = v->Int64Or0(0, 0);
+  }
+  const bool reinstall = version < kNodeSchemaVersion;
+  if (reinstall) {
     // Two rollouts installing at once would race on CREATE SCHEMA: serialise them.
     if (auto s = Exec(conn, "SELECT pg_advisory_lock(hashtext('shardline node.sql'))"); !s.ok()) {
-      return s;
+      return Prefixed(s, fmt::format("node {}: waiting for another install of node.sql",
+                                     conn.node()));
     }
     absl::Status s = conn.ExecScript(kNodeSql);
     (void)Exec(conn, "SELECT pg_advisory_unlock(hashtext('shardline node.sql'))");
@@ -63,18 +86,34 @@ absl::Status InstallNodeObjects(pg::Conn& conn, const ShardMap& map) {
   }
   for (const TableConfig& t : map.tables()) {
     if (t.reference) continue;
+    // Installed already with a per-table function (not the generic fence_trigger of earlier
+    // versions, which read the key through to_jsonb of the whole row): nothing to do.
     auto r = conn.Exec(
-        "SELECT to_regclass($1) IS NOT NULL, EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = "
-        "to_regclass($1) AND tgname = 'shardline_fence')",
+        "SELECT to_regclass($1) IS NOT NULL, EXISTS (SELECT 1 FROM pg_trigger g JOIN pg_proc p "
+        "ON p.oid = g.tgfoid WHERE g.tgrelid = to_regclass($1) AND g.tgname = 'shardline_fence' "
+        "AND p.proname <> 'fence_trigger')",
         {conn.QuoteQualified(t.name)});
     if (!r.ok()) return r.status();
-    if (r->Text(0, 0) != "t" || r->Text(0, 1) == "t") continue;
-    if (auto s =
-            Exec(conn, "SELECT shardline.install_fence($1::regclass, $2, $3)",
-                 {conn.QuoteQualified(t.name), t.key, std::string(KeyTypeName(map.key_type()))});
-        !s.ok()) {
-      return Prefixed(
-          s, fmt::format("node {}: installing the fence trigger on {}", conn.node(), t.name));
+    if (r->Text(0, 0) != "t" || (r->Text(0, 1) == "t" && !reinstall)) continue;
+    // CREATE TRIGGER takes a SHARE ROW EXCLUSIVE lock on the table: behind a long transaction
+    // it would queue every writer behind it. A short lock_timeout, retried a few times.
+    absl::Status s;
+    for (int attempt = 1; attempt <= kTriggerLockAttempts; ++attempt) {
+      if (auto set = Exec(conn, fmt::format("SET lock_timeout = {}", kTriggerLockTimeout.count()));
+          !set.ok()) {
+        return set;
+      }
+      s = Exec(conn, "SELECT shardline.install_fence($1::regclass, $2, $3)",
+               {conn.QuoteQualified(t.name), t.key, std::string(KeyTypeName(map.key_type()))});
+      (void)Exec(conn, "RESET lock_timeout");
+      if (s.ok() || SqlStateOf(s) != "55P03") break;
+    }
+    if (!s.ok()) {
+      return Prefixed(s, fmt::format("node {}: installing the fence trigger on {} (tried {} times "
+                                     "with lock_timeout {} ms; a long transaction holds the "
+                                     "table: run the command again once it ends)",
+                                     conn.node(), t.name, kTriggerLockAttempts,
+                                     kTriggerLockTimeout.count()));
     }
   }
   return absl::OkStatus();
@@ -125,27 +164,78 @@ absl::Status MarkMoving(pg::Conn& conn, const ShardMap& map, const HashRangeList
               {std::to_string(lock_key)});
 }
 
-absl::Status UnmarkRanges(pg::Conn& conn, const ShardMap& map, const HashRangeList& ranges) {
+absl::Status CheckForeignMarks(pg::Conn& conn, const ShardMap& map, const HashRangeList& ranges,
+                               std::int64_t lock_key, bool allow_fences) {
   auto exists = conn.Exec("SELECT to_regclass('shardline.fenced_ranges') IS NOT NULL");
   if (!exists.ok()) return exists.status();
   if (exists->Text(0, 0) != "t") return absl::OkStatus();
-  std::vector<std::int64_t> los, his;
-  for (const auto& r : ranges) {
-    los.push_back(r.first);
-    his.push_back(r.second);
-  }
+  const auto [los, his] = RangeArrays(ranges);
+  std::vector<std::string> found;
   for (const TableConfig& t : map.tables()) {
     if (t.reference) continue;
-    if (auto s = Exec(conn,
-                      "DELETE FROM shardline.fenced_ranges f USING unnest($2::bigint[], "
-                      "$3::bigint[]) AS u(l, h) WHERE f.table_name = $1 AND f.lo = u.l AND "
-                      "f.hi = u.h",
-                      {t.name, ArrayLiteral(los), ArrayLiteral(his)});
-        !s.ok()) {
-      return s;
+    auto r = conn.Exec(
+        "SELECT DISTINCT f.lo, f.hi, f.mode, coalesce(f.lock_key::text, 'none'), "
+        "coalesce(f.reason, '') FROM shardline.fenced_ranges f, unnest($2::bigint[], "
+        "$3::bigint[]) AS u(l, h) WHERE f.table_name = $1 AND f.lo <= u.h AND f.hi >= u.l "
+        "AND f.lock_key IS DISTINCT FROM $4::bigint AND NOT ($5::boolean AND f.mode = 'fence') "
+        "ORDER BY 1 LIMIT 5",
+        {t.name, los, his, std::to_string(lock_key), std::string(allow_fences ? "t" : "f")});
+    if (!r.ok()) return r.status();
+    for (int i = 0; i < r->rows(); ++i) {
+      found.push_back(fmt::format("table {} range {}..{} is marked '{}' by lock key {} ({})",
+                                  t.name, r->Text(i, 0), r->Text(i, 1), r->Text(i, 2),
+                                  r->Text(i, 3), r->Text(i, 4)));
     }
   }
-  return absl::OkStatus();
+  if (found.empty()) return absl::OkStatus();
+  return absl::FailedPreconditionError(fmt::format(
+      "node {}: marks of another migration overlap the ranges this one moves: {}. A mark is "
+      "never taken over: end that migration first (`shardline rollout status`), or, if it is "
+      "gone, delete its marks on node {} (DELETE FROM shardline.fenced_ranges WHERE lock_key = "
+      "<key>) once you know no router writes there",
+      conn.node(), fmt::join(found, "; "), conn.node()));
+}
+
+absl::StatusOr<int> LiftReturningFences(pg::Conn& conn, const ShardMap& map,
+                                        const HashRangeList& ranges, std::int64_t lock_key) {
+  int n = 0;
+  for (const TableConfig& t : map.tables()) {
+    if (t.reference) continue;
+    for (const auto& [lo, hi] : ranges) {
+      auto r = conn.Exec("SELECT shardline.lift_fence($1, $2, $3, $4)",
+                         {t.name, std::to_string(lo), std::to_string(hi), std::to_string(lock_key)});
+      if (!r.ok()) {
+        return Prefixed(r.status(), fmt::format("node {}: lifting the fence of {} {}..{}",
+                                                conn.node(), t.name, lo, hi));
+      }
+      n += static_cast<int>(r->Int64Or0(0, 0));
+    }
+  }
+  return n;
+}
+
+absl::Status UnmarkMigration(pg::Conn& conn, std::int64_t lock_key, const HashRangeList& ranges) {
+  auto exists = conn.Exec("SELECT to_regclass('shardline.fenced_ranges') IS NOT NULL");
+  if (!exists.ok()) return exists.status();
+  if (exists->Text(0, 0) != "t") return absl::OkStatus();
+  const auto [los, his] = RangeArrays(ranges);
+  return Prefixed(Exec(conn,
+                       "DELETE FROM shardline.fenced_ranges f WHERE f.lock_key = $1 AND EXISTS "
+                       "(SELECT 1 FROM unnest($2::bigint[], $3::bigint[]) AS u(l, h) "
+                       "WHERE f.lo >= u.l AND f.hi <= u.h)",
+                       {std::to_string(lock_key), los, his}),
+                  fmt::format("node {}: lifting the migration's marks", conn.node()));
+}
+
+absl::Status KeepAsFences(pg::Conn& conn, std::int64_t lock_key, const HashRangeList& ranges,
+                          const std::string& reason) {
+  const auto [los, his] = RangeArrays(ranges);
+  return Prefixed(Exec(conn,
+                       "UPDATE shardline.fenced_ranges f SET mode = 'fence', reason = $4 "
+                       "WHERE f.lock_key = $1 AND EXISTS (SELECT 1 FROM unnest($2::bigint[], "
+                       "$3::bigint[]) AS u(l, h) WHERE f.lo >= u.l AND f.hi <= u.h)",
+                       {std::to_string(lock_key), los, his, reason}),
+                  fmt::format("node {}: keeping the fences of ranges given away", conn.node()));
 }
 
 absl::Status WaitForPreMarkTransactions(pg::Conn& conn, std::int64_t lock_key,
@@ -170,6 +260,45 @@ absl::Status WaitForPreMarkTransactions(pg::Conn& conn, std::int64_t lock_key,
           conn.node(), r->Text(0, 0), r->Text(0, 1), r->Text(0, 2)));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+absl::StatusOr<std::vector<std::string>> DrainTransactionsBefore(
+    pg::Conn& conn, const std::string& since, std::chrono::milliseconds grace) {
+  static constexpr char kOlder[] =
+      "SELECT a.pid, a.xact_start::text, left(a.query, 80) FROM pg_stat_activity a "
+      "WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() "
+      "AND a.backend_type = 'client backend' AND a.xact_start IS NOT NULL "
+      "AND a.xact_start < $1::timestamptz ORDER BY a.xact_start";
+  const auto grace_end = Clock::now() + grace;
+  std::vector<std::string> ended;
+  for (;;) {
+    auto r = conn.Exec(kOlder, pg::Params{std::optional<std::string>(since)});
+    if (!r.ok()) return r.status();
+    if (r->rows() == 0) return ended;
+    if (Clock::now() >= grace_end) {
+      for (int i = 0; i < r->rows(); ++i) {
+        auto t = conn.Exec("SELECT pg_terminate_backend($1::int)", {r->String(i, 0)});
+        if (!t.ok()) return t.status();
+        ended.push_back(fmt::format("pid {} (transaction open since {}: {})", r->Text(i, 0),
+                                    r->Text(i, 1), r->Text(i, 2)));
+      }
+      // pg_terminate_backend only signals: wait for them to go, as long again.
+      const auto again = Clock::now() + grace;
+      for (;;) {
+        auto left = conn.Exec(kOlder, pg::Params{std::optional<std::string>(since)});
+        if (!left.ok()) return left.status();
+        if (left->rows() == 0) return ended;
+        if (Clock::now() >= again) {
+          return absl::DeadlineExceededError(fmt::format(
+              "node {}: pid {} (transaction open since {}, before the fence) did not end within "
+              "{} ms of being terminated; run the command again once it is gone",
+              conn.node(), left->Text(0, 0), left->Text(0, 1), grace.count()));
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
 }
 
@@ -214,17 +343,19 @@ absl::StatusOr<std::string> CurrentLsn(pg::Conn& conn) {
   return r->String(0, 0);
 }
 
-absl::StatusOr<std::string> FenceRanges(pg::Conn& conn, const ShardMap& map,
+absl::StatusOr<FenceResult> FenceRanges(pg::Conn& conn, const ShardMap& map,
                                         const HashRangeList& ranges, std::int64_t lock_key,
                                         std::chrono::milliseconds lock_timeout,
                                         const std::string& reason) {
   if (auto s = AcquirePause(conn, lock_key, lock_timeout); !s.ok()) return s;
   absl::Status s = UpsertMarks(conn, map, ranges, lock_key, reason, /*fence=*/true);
-  absl::StatusOr<std::string> lsn = s.ok() ? CurrentLsn(conn) : absl::StatusOr<std::string>(s);
+  absl::StatusOr<pg::Result> at =
+      s.ok() ? conn.Exec("SELECT pg_current_wal_insert_lsn()::text, clock_timestamp()::text")
+             : absl::StatusOr<pg::Result>(s);
   absl::Status released = ReleasePause(conn, lock_key);
-  if (!lsn.ok()) return lsn.status();
+  if (!at.ok()) return at.status();
   if (!released.ok()) return released;
-  return lsn;
+  return FenceResult{at->String(0, 0), at->String(0, 1)};
 }
 
 absl::Status EnsurePublication(pg::Conn& conn, const ShardMap& map, const std::string& name,
@@ -291,20 +422,39 @@ absl::Status DropSlotWhenInactive(pg::Conn& conn, const std::string& name,
 
 }  // namespace
 
+absl::Status EnsureSlot(pg::Conn& publisher, const std::string& name) {
+  auto r = publisher.Exec("SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", {name});
+  if (!r.ok()) return r.status();
+  if (r->rows() > 0) return absl::OkStatus();
+  return Prefixed(Exec(publisher, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
+                       {name}),
+                  fmt::format("node {}: creating replication slot {} (it waits for the "
+                              "transactions running on the node to end)",
+                              publisher.node(), name));
+}
+
+absl::Status AdvanceSlotToFlushed(pg::Conn& publisher, const std::string& name) {
+  if (auto s = FlushWal(publisher); !s.ok()) return s;
+  return Prefixed(
+      Exec(publisher, "SELECT pg_replication_slot_advance($1, pg_current_wal_flush_lsn())",
+           {name}),
+      fmt::format("node {}: moving replication slot {} to the flushed position", publisher.node(),
+                  name));
+}
+
 absl::Status EnsureSubscription(pg::Conn& subscriber, pg::Conn& publisher, const std::string& name,
                                 const std::string& publisher_dsn, bool copy_data) {
   absl::StatusOr<bool> exists = SubscriptionExists(subscriber, name);
   if (!exists.ok()) return exists.status();
   if (*exists) return absl::OkStatus();
-  // A CREATE SUBSCRIPTION killed after it made the slot but before it committed leaves the
-  // slot behind: drop it, or the create would fail on it.
-  if (auto s = DropSlotWhenInactive(publisher, name, std::chrono::seconds(5)); !s.ok()) return s;
+  if (auto s = EnsureSlot(publisher, name); !s.ok()) return s;
   return Prefixed(
       Exec(subscriber,
            fmt::format("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (copy_data = {}, "
-                       "synchronous_commit = 'on')",
+                       "synchronous_commit = 'on', create_slot = false, slot_name = {})",
                        subscriber.QuoteIdent(name), subscriber.QuoteLiteral(publisher_dsn),
-                       subscriber.QuoteIdent(name), copy_data ? "true" : "false")),
+                       subscriber.QuoteIdent(name), copy_data ? "true" : "false",
+                       subscriber.QuoteLiteral(name))),
       fmt::format("node {}: creating subscription {} to node {}", subscriber.node(), name,
                   publisher.node()));
 }
@@ -378,28 +528,6 @@ absl::StatusOr<int> CountObjectsWithPrefix(pg::Conn& conn, const std::string& pr
       {prefix});
   if (!r.ok()) return r.status();
   return static_cast<int>(r->Int64Or0(0, 0));
-}
-
-absl::Status SetSubscriptionEnabled(pg::Conn& subscriber, const std::string& name, bool enabled) {
-  return Exec(subscriber, fmt::format("ALTER SUBSCRIPTION {} {}", subscriber.QuoteIdent(name),
-                                      enabled ? "ENABLE" : "DISABLE"));
-}
-
-absl::Status WaitWorkerGone(pg::Conn& subscriber, const std::string& name,
-                            std::chrono::milliseconds timeout) {
-  const auto deadline = Clock::now() + timeout;
-  for (;;) {
-    auto r = subscriber.Exec(
-        "SELECT count(*) FROM pg_stat_subscription WHERE subname = $1 AND pid IS NOT NULL", {name});
-    if (!r.ok()) return r.status();
-    if (r->Int64Or0(0, 0) == 0) return absl::OkStatus();
-    if (Clock::now() >= deadline) {
-      return absl::DeadlineExceededError(
-          fmt::format("node {}: the apply worker of subscription {} did not stop within {} ms",
-                      subscriber.node(), name, timeout.count()));
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
 }
 
 absl::Status WaitInitialCopy(pg::Conn& subscriber, const std::string& name,

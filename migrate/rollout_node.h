@@ -31,8 +31,28 @@ absl::Status InstallNodeObjects(pg::Conn& conn, const ShardMap& map);
 absl::Status MarkMoving(pg::Conn& conn, const ShardMap& map, const HashRangeList& ranges,
                         std::int64_t lock_key, const std::string& reason);
 
-// Deletes the fence/moving rows of `ranges` (all tables of the map).
-absl::Status UnmarkRanges(pg::Conn& conn, const ShardMap& map, const HashRangeList& ranges);
+// FailedPrecondition naming each mark of another migration (lock key other than `lock_key`)
+// that overlaps `ranges` on a sharded table of `map`: a mark is never inherited. With
+// `allow_fences`, another migration's 'fence' marks are accepted (a range that comes back to
+// this node carries the fence its earlier move left; LiftReturningFences lifts it at the
+// switch).
+absl::Status CheckForeignMarks(pg::Conn& conn, const ShardMap& map, const HashRangeList& ranges,
+                               std::int64_t lock_key, bool allow_fences);
+
+// Lifts other migrations' fences over `ranges` (they come back to this node): their parts
+// outside `ranges` stay fenced (shardline.lift_fence). Returns how many marks were cut.
+absl::StatusOr<int> LiftReturningFences(pg::Conn& conn, const ShardMap& map,
+                                        const HashRangeList& ranges, std::int64_t lock_key);
+
+// Deletes the marks migration `lock_key` made on this node inside `ranges` (a mark is inside
+// when it lies within one of them): by the migration, never by coalesced ranges, so marks
+// written per wave go whatever the waves were.
+absl::Status UnmarkMigration(pg::Conn& conn, std::int64_t lock_key, const HashRangeList& ranges);
+
+// Turns the marks migration `lock_key` made inside `ranges` into lasting 'fence' marks with
+// `reason` (the node gave these ranges away: a router on an older map is refused there).
+absl::Status KeepAsFences(pg::Conn& conn, std::int64_t lock_key, const HashRangeList& ranges,
+                          const std::string& reason);
 
 // Waits (polling, at most `timeout`) until no transaction of this database other than ours
 // began before the moving marks of `lock_key` were stamped: such a transaction may have
@@ -40,6 +60,16 @@ absl::Status UnmarkRanges(pg::Conn& conn, const ShardMap& map, const HashRangeLi
 // and its start when one is still open at the deadline.
 absl::Status WaitForPreMarkTransactions(pg::Conn& conn, std::int64_t lock_key,
                                         std::chrono::milliseconds timeout);
+
+// Waits until no transaction of this database (other than ours) that began before `since` (a
+// timestamp of this node, e.g. FenceResult::fenced_at) is still open; after `grace`, ends the
+// ones left (pg_terminate_backend: an idle transaction ignores a cancel) and waits for them to
+// go (bounded). A REPEATABLE READ or SERIALIZABLE writer whose snapshot predates a fence does
+// not see it: once it is gone, its commit, if any, is before the WAL position taken next.
+// Returns a line per terminated transaction (pid, start, query) for the caller to report.
+absl::StatusOr<std::vector<std::string>> DrainTransactionsBefore(pg::Conn& conn,
+                                                                 const std::string& since,
+                                                                 std::chrono::milliseconds grace);
 
 // Takes the migration's pause lock exclusively (session level) on `conn`: waits for writers in
 // flight in moving ranges (they hold it shared) and blocks new ones until ReleasePause.
@@ -50,9 +80,14 @@ absl::Status AcquirePause(pg::Conn& conn, std::int64_t lock_key,
 absl::Status ReleasePause(pg::Conn& conn, std::int64_t lock_key);
 
 // Fences `ranges` (mode 'fence', inserting rows that are missing), under the pause lock so that
-// no writer is in flight, and returns the node's WAL insert position after the commit: every
-// write into the ranges is before it. Blocks as AcquirePause.
-absl::StatusOr<std::string> FenceRanges(pg::Conn& conn, const ShardMap& map,
+// no writer is in flight, and returns the node's WAL insert position after the commit (every
+// READ COMMITTED write into the ranges is before it) and the node's clock after the commit
+// (DrainTransactionsBefore waits out older transactions). Blocks as AcquirePause.
+struct FenceResult {
+  std::string lsn;
+  std::string fenced_at;
+};
+absl::StatusOr<FenceResult> FenceRanges(pg::Conn& conn, const ShardMap& map,
                                         const HashRangeList& ranges, std::int64_t lock_key,
                                         std::chrono::milliseconds lock_timeout,
                                         const std::string& reason);
@@ -70,11 +105,24 @@ absl::Status EnsurePublication(pg::Conn& conn, const ShardMap& map, const std::s
                                const HashRangeList& ranges);
 absl::Status DropPublicationIfExists(pg::Conn& conn, const std::string& name);
 
+// Creates logical replication slot `name` (pgoutput) on `publisher` from this session unless it
+// exists. Not from CREATE SUBSCRIPTION: that creates the slot inside the subscriber's
+// transaction, and slot creation waits for every transaction running on the publisher, so two
+// migrations creating subscriptions in opposite directions between the same servers waited for
+// each other forever (the side-by-side hang). Here the waiting session holds no transaction on
+// any node. Bounded by the connection's statement_timeout.
+absl::Status EnsureSlot(pg::Conn& publisher, const std::string& name);
+
+// Moves slot `name` on `publisher` to the node's flushed WAL position: the changes before it are
+// never sent. The reverse slot is created before the write window and moved past the rows that
+// forward replication applied, which must not travel back.
+absl::Status AdvanceSlotToFlushed(pg::Conn& publisher, const std::string& name);
+
 // Creates subscription `name` on `subscriber` to publication `name` at `publisher_dsn` (a
 // connection string the subscriber's server can use), with copy_data as given and
 // synchronous_commit on (so that the applied position is reported promptly), unless it exists.
-// A slot of that name left on `publisher` by a CREATE SUBSCRIPTION that was killed half-way is
-// dropped first.
+// The slot is made first by EnsureSlot (create_slot = false); a slot left by a killed run is
+// reused.
 absl::Status EnsureSubscription(pg::Conn& subscriber, pg::Conn& publisher, const std::string& name,
                                 const std::string& publisher_dsn, bool copy_data);
 // Drops subscription `name` on `subscriber` (stopping its apply worker) without asking the
@@ -91,11 +139,6 @@ absl::StatusOr<int> DropSlotsWithPrefix(pg::Conn& conn, const std::string& prefi
 absl::StatusOr<int> CountObjectsWithPrefix(pg::Conn& conn, const std::string& prefix);
 
 absl::StatusOr<bool> SubscriptionExists(pg::Conn& subscriber, const std::string& name);
-absl::Status SetSubscriptionEnabled(pg::Conn& subscriber, const std::string& name, bool enabled);
-// Waits until the subscription's apply worker has exited (after a disable).
-absl::Status WaitWorkerGone(pg::Conn& subscriber, const std::string& name,
-                            std::chrono::milliseconds timeout);
-
 // Waits until every table of subscription `name` finished its initial copy (state 'r').
 // DeadlineExceeded naming the tables still copying.
 absl::Status WaitInitialCopy(pg::Conn& subscriber, const std::string& name,

@@ -5,6 +5,8 @@
 
 #include <cstdlib>
 
+#include "txn.h"
+
 namespace shardline::migrate {
 namespace {
 
@@ -32,17 +34,22 @@ absl::StatusOr<std::int64_t> CreateMigration(pg::Conn& catalog, const std::strin
                                              double soak_seconds, const std::string& os_user,
                                              const std::vector<double>& wave_shares,
                                              const std::vector<RangeRecord>& ranges) {
-  if (auto s = Exec(catalog, "BEGIN"); !s.ok()) return s;
-  auto fail = [&](absl::Status s) {
-    (void)Exec(catalog, "ROLLBACK");
-    return s;
-  };
+  Txn txn(catalog);
+  if (auto s = txn.Begin(); !s.ok()) return s;
   auto r = catalog.Exec(
-      "INSERT INTO shardline.migrations (plan_toml, base_version, wave_percents, soak_seconds, "
-      "os_user) VALUES ($1, $2, $3, $4, nullif($5, '')) RETURNING id",
+      "INSERT INTO shardline.migrations (plan_toml, base_version, published_version, "
+      "wave_percents, soak_seconds, os_user) VALUES ($1, $2, $2, $3, $4, nullif($5, '')) "
+      "RETURNING id",
       {plan_toml, std::to_string(base_version), JoinPercents(percents),
        fmt::format("{}", soak_seconds), os_user});
-  if (!r.ok()) return fail(r.status());
+  if (!r.ok()) {
+    if (r.status().code() == absl::StatusCode::kAlreadyExists) {
+      return absl::FailedPreconditionError(
+          "another migration became active at the same moment (the catalog allows one at a "
+          "time); nothing was changed: see `shardline rollout status`");
+    }
+    return r.status();
+  }
   const std::int64_t id = r->Int64Or0(0, 0);
   for (std::size_t w = 0; w < wave_shares.size(); ++w) {
     if (auto s =
@@ -51,7 +58,7 @@ absl::StatusOr<std::int64_t> CreateMigration(pg::Conn& catalog, const std::strin
                  "VALUES ($1, $2, $3)",
                  {std::to_string(id), std::to_string(w + 1), fmt::format("{}", wave_shares[w])});
         !s.ok()) {
-      return fail(s);
+      return s;
     }
   }
   for (const RangeRecord& rr : ranges) {
@@ -62,10 +69,10 @@ absl::StatusOr<std::int64_t> CreateMigration(pg::Conn& catalog, const std::strin
                        std::to_string(rr.hi), rr.source, rr.target, std::to_string(rr.est_rows),
                        std::to_string(rr.est_bytes)});
         !s.ok()) {
-      return fail(s);
+      return s;
     }
   }
-  if (auto s = Exec(catalog, "COMMIT"); !s.ok()) return fail(s);
+  if (auto s = txn.Commit(); !s.ok()) return s;
   return id;
 }
 
@@ -75,8 +82,8 @@ absl::StatusOr<MigrationState> LoadMigration(pg::Conn& catalog, std::int64_t id)
   auto m = catalog.Exec(
       "SELECT id, state, plan_toml, base_version, wave_percents, soak_seconds, "
       "created_at::text, updated_at::text, coalesce(finished_at::text, ''), created_by, "
-      "coalesce(os_user, ''), coalesce(last_error, ''), tag FROM shardline.migrations WHERE id = "
-      "$1",
+      "coalesce(os_user, ''), coalesce(last_error, ''), tag, coalesce(published_version, "
+      "base_version) FROM shardline.migrations WHERE id = $1",
       {sid});
   if (!m.ok()) return m.status();
   if (m->rows() == 0) {
@@ -105,6 +112,7 @@ absl::StatusOr<MigrationState> LoadMigration(pg::Conn& catalog, std::int64_t id)
   rec.os_user = m->String(0, 10);
   rec.last_error = m->String(0, 11);
   rec.tag = m->String(0, 12);
+  rec.published_version = m->Int64Or0(0, 13);
 
   auto w = catalog.Exec(
       "SELECT wave, step, share_percent, coalesce(started_at::text, ''), "
@@ -227,6 +235,50 @@ absl::Status SetMigrationState(pg::Conn& catalog, std::int64_t id, std::string_v
               "UPDATE shardline.migrations SET state = $2, updated_at = now(), last_error = NULL, "
               "finished_at = CASE WHEN $2 = 'running' THEN NULL ELSE now() END WHERE id = $1",
               {std::to_string(id), std::string(state)});
+}
+
+absl::Status TransitionMigration(pg::Conn& catalog, std::int64_t id, std::string_view from,
+                                 std::string_view to) {
+  auto r = catalog.Exec(
+      "WITH moved AS (UPDATE shardline.migrations SET state = $3, updated_at = now() "
+      "WHERE id = $1 AND state = $2 RETURNING state) "
+      "SELECT coalesce((SELECT state FROM moved), (SELECT state FROM shardline.migrations "
+      "WHERE id = $1))",
+      {std::to_string(id), std::string(from), std::string(to)});
+  if (!r.ok()) return r.status();
+  const std::string now = r->String(0, 0);
+  if (now == to) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      fmt::format("migration {} is {}, not {}", id, now.empty() ? "missing" : now, from));
+}
+
+absl::Status FinishUnwind(pg::Conn& catalog, std::int64_t id, std::string_view final_state) {
+  Txn txn(catalog);
+  if (auto s = txn.Begin(); !s.ok()) return s;
+  if (auto s = Exec(catalog,
+                    "UPDATE shardline.migration_waves SET step = 'pending' WHERE migration_id = $1",
+                    {std::to_string(id)});
+      !s.ok()) {
+    return s;
+  }
+  if (auto s = SetMigrationState(catalog, id, final_state); !s.ok()) return s;
+  return txn.Commit();
+}
+
+absl::Status SetPublishedVersion(pg::Conn& catalog, std::int64_t id, std::int64_t version) {
+  return Exec(catalog,
+              "UPDATE shardline.migrations SET published_version = $2, updated_at = now() "
+              "WHERE id = $1",
+              {std::to_string(id), std::to_string(version)});
+}
+
+absl::StatusOr<std::int64_t> ActiveMigration(pg::Conn& catalog, std::int64_t except) {
+  auto r = catalog.Exec(
+      "SELECT id FROM shardline.migrations WHERE state IN ('running', 'cleaning', "
+      "'rolling_back', 'aborting') AND id <> $1 ORDER BY id LIMIT 1",
+      {std::to_string(except)});
+  if (!r.ok()) return r.status();
+  return r->rows() == 0 ? 0 : r->Int64Or0(0, 0);
 }
 
 absl::Status SetLastError(pg::Conn& catalog, std::int64_t id, const std::string& error) {

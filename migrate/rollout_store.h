@@ -18,7 +18,12 @@
 namespace shardline::migrate {
 
 // Migration states (migrations.state).
+// running: waves advance. cleaning / rolling_back / aborting: a destructive ending has begun
+// (one-way: only the same command may continue it). cleaned / rolled_back / aborted: over.
 inline constexpr std::string_view kMigrationRunning = "running";
+inline constexpr std::string_view kMigrationCleaning = "cleaning";
+inline constexpr std::string_view kMigrationRollingBack = "rolling_back";
+inline constexpr std::string_view kMigrationAborting = "aborting";
 inline constexpr std::string_view kMigrationCleaned = "cleaned";
 inline constexpr std::string_view kMigrationRolledBack = "rolled_back";
 inline constexpr std::string_view kMigrationAborted = "aborted";
@@ -29,6 +34,7 @@ struct MigrationRecord {
   std::string state;
   std::string plan_toml;  // with passwords: never print
   std::int64_t base_version = 0;
+  std::int64_t published_version = 0;  // the map version this migration published last
   std::vector<double> percents;
   double soak_seconds = 0;
   std::string created_at;  // text timestamps, as the catalog renders them
@@ -83,7 +89,9 @@ struct MigrationState {
 };
 
 // Inserts a migration, its waves (cumulative share per wave) and its ranges in one transaction.
-// Returns the new id.
+// Returns the new id. FailedPrecondition naming the active migration when another one is
+// running or ending (the catalog's unique index decides, so two concurrent starts cannot both
+// pass).
 absl::StatusOr<std::int64_t> CreateMigration(pg::Conn& catalog, const std::string& plan_toml,
                                              std::int64_t base_version,
                                              const std::vector<double>& percents,
@@ -110,6 +118,22 @@ absl::Status UpdateWave(pg::Conn& catalog, std::int64_t id, int wave,
                         const pg::Params& params);
 // Sets a migration's state (finished_at too unless running) and clears or sets last_error.
 absl::Status SetMigrationState(pg::Conn& catalog, std::int64_t id, std::string_view state);
+
+// Moves migration `id` from `from` to `to` in one statement (a one-way ending begins: cleaning,
+// rolling_back, aborting). OK when it is already `to` (a rerun continues it); FailedPrecondition
+// "migration 7 is cleaning, not running" otherwise.
+absl::Status TransitionMigration(pg::Conn& catalog, std::int64_t id, std::string_view from,
+                                 std::string_view to);
+
+// The end of a rollback or abort, in one transaction: every wave back to pending and the
+// migration `final_state` (rolled_back, aborted).
+absl::Status FinishUnwind(pg::Conn& catalog, std::int64_t id, std::string_view final_state);
+
+// Records that migration `id` published map `version` (PublishStage checks it next time).
+absl::Status SetPublishedVersion(pg::Conn& catalog, std::int64_t id, std::int64_t version);
+
+// The active migration (running or ending) other than `except`, or 0 when none.
+absl::StatusOr<std::int64_t> ActiveMigration(pg::Conn& catalog, std::int64_t except = 0);
 absl::Status SetLastError(pg::Conn& catalog, std::int64_t id, const std::string& error);
 
 // Takes a session-level advisory lock on the catalog connection for migration `id` (tag `tag`), so

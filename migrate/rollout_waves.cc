@@ -183,4 +183,41 @@ std::vector<std::pair<std::int64_t, std::int64_t>> CoalesceRanges(
   return out;
 }
 
+namespace {
+
+// The parts of `ranges` inside map ranges for which `keep(range)` holds, coalesced.
+template <typename Keep>
+std::vector<std::pair<std::int64_t, std::int64_t>> Intersect(
+    const ShardMap& map, const std::vector<std::pair<std::int64_t, std::int64_t>>& ranges,
+    Keep keep) {
+  std::vector<std::pair<std::int64_t, std::int64_t>> out;
+  for (const auto& [lo, hi] : ranges) {
+    for (const RangeConfig& r : map.ranges()) {
+      if (r.hi < lo || r.lo > hi || !keep(r)) continue;
+      out.emplace_back(std::max(lo, r.lo), std::min(hi, r.hi));
+    }
+  }
+  return CoalesceRanges(std::move(out));
+}
+
+const std::string& ReadNodeOf(const RangeConfig& r) {
+  return r.read_node.empty() ? r.node : r.read_node;
+}
+
+}  // namespace
+
+std::vector<std::pair<std::int64_t, std::int64_t>> PartsHeldBy(
+    const ShardMap& map, const std::vector<std::pair<std::int64_t, std::int64_t>>& ranges,
+    std::string_view node) {
+  return Intersect(map, ranges,
+                   [&](const RangeConfig& r) { return r.node == node && ReadNodeOf(r) == node; });
+}
+
+std::vector<std::pair<std::int64_t, std::int64_t>> PartsNotServedBy(
+    const ShardMap& map, const std::vector<std::pair<std::int64_t, std::int64_t>>& ranges,
+    std::string_view node) {
+  return Intersect(map, ranges,
+                   [&](const RangeConfig& r) { return r.node != node && ReadNodeOf(r) != node; });
+}
+
 }  // namespace shardline::migrate

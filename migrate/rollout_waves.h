@@ -75,4 +75,18 @@ std::int64_t PauseLockKey(std::string_view tag);
 std::vector<std::pair<std::int64_t, std::int64_t>> CoalesceRanges(
     std::vector<std::pair<std::int64_t, std::int64_t>> ranges);
 
+// The parts of `ranges` (sorted, disjoint) that `map` gives wholly to `node`: it owns them and
+// serves their reads. What cleanup may delete from a move's source: only where the current map
+// has the move's target hold them.
+std::vector<std::pair<std::int64_t, std::int64_t>> PartsHeldBy(
+    const ShardMap& map, const std::vector<std::pair<std::int64_t, std::int64_t>>& ranges,
+    std::string_view node);
+
+// The parts of `ranges` that `map` gives to nodes other than `node` for both writes and reads:
+// rows of `node` there are copies nobody routes to, so they may be deleted (a rollback's copies
+// on a target; cleanup's moved rows).
+std::vector<std::pair<std::int64_t, std::int64_t>> PartsNotServedBy(
+    const ShardMap& map, const std::vector<std::pair<std::int64_t, std::int64_t>>& ranges,
+    std::string_view node);
+
 }  // namespace shardline::migrate

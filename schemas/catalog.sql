@@ -29,7 +29,10 @@ CREATE TABLE IF NOT EXISTS shardline.schema_version (
   version    integer     NOT NULL CHECK (version > 0),
   applied_at timestamptz NOT NULL DEFAULT now()
 );
-INSERT INTO shardline.schema_version (version) VALUES (1) ON CONFLICT (singleton) DO NOTHING;
+INSERT INTO shardline.schema_version (version) VALUES (2) ON CONFLICT (singleton) DO NOTHING;
+-- Version 2: rollouts' one-way states (cleaning, rolling_back, aborting), at most one active
+-- migration (a partial unique index), the map version a migration published last.
+UPDATE shardline.schema_version SET version = 2, applied_at = now() WHERE version < 2;
 
 -- Every published map version. `content` is the complete map as TOML (docs/map-format.md),
 -- passwords included: it is the source of truth that routers load. Rows are never updated or
@@ -90,13 +93,15 @@ REVOKE ALL ON shardline.routers FROM PUBLIC;
 -- wave goes pending -> catching_up -> verified -> reads_switched -> writes_switched, and the
 -- migration ends as cleaned, rolled_back or aborted. Every step is logged in migration_steps
 -- before it acts (finished_at NULL) and after (finished_at, outcome).
+-- The destructive endings are one-way: `cleaning`, `rolling_back` and `aborting` are recorded
+-- (in the transaction that decides them) before the first destructive action, and from then
+-- on only the same command, run again, may continue the migration.
 CREATE TABLE IF NOT EXISTS shardline.migrations (
   id             bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   -- Random, names the migration's replication objects on the nodes (with the id): slot names
   -- are per server, and two catalogs may number their migrations alike.
   tag            text        NOT NULL DEFAULT substr(md5(random()::text || clock_timestamp()::text), 1, 8),
-  state          text        NOT NULL DEFAULT 'running'
-                   CHECK (state IN ('running', 'cleaned', 'rolled_back', 'aborted')),
+  state          text        NOT NULL DEFAULT 'running',
   plan_toml      text        NOT NULL,
   base_version   bigint      NOT NULL,   -- the catalog map version the plan was made from
   wave_percents  text        NOT NULL,   -- e.g. '1,10,50,100' (cumulative shares of bytes)
@@ -109,6 +114,18 @@ CREATE TABLE IF NOT EXISTS shardline.migrations (
   finished_at    timestamptz
 );
 REVOKE ALL ON shardline.migrations FROM PUBLIC;
+-- The map version this migration published last (base_version until its first publish): a
+-- publish of the migration refuses when the current map is another (someone published in
+-- between).
+ALTER TABLE shardline.migrations ADD COLUMN IF NOT EXISTS published_version bigint;
+ALTER TABLE shardline.migrations DROP CONSTRAINT IF EXISTS migrations_state_check;
+ALTER TABLE shardline.migrations ADD CONSTRAINT migrations_state_check
+  CHECK (state IN ('running', 'cleaning', 'rolling_back', 'aborting', 'cleaned', 'rolled_back',
+                   'aborted'));
+-- At most one active migration per catalog, enforced here rather than by a SELECT that two
+-- `rollout start` can pass at once.
+CREATE UNIQUE INDEX IF NOT EXISTS migrations_one_active ON shardline.migrations ((true))
+  WHERE state IN ('running', 'cleaning', 'rolling_back', 'aborting');
 
 CREATE TABLE IF NOT EXISTS shardline.migration_waves (
   migration_id    bigint      NOT NULL REFERENCES shardline.migrations (id),

@@ -8,13 +8,25 @@
 -- triggers (session_replication_role = replica), so reverse replication into a fenced source
 -- still writes through.
 --
--- The trigger is generic: the key column and the hash function are trigger arguments, e.g.
+-- The trigger function is generated per table with its key column named, e.g.
 --   SELECT shardline.install_fence('public.workouts', 'user_id', 'bigint');
--- which runs
+-- creates shardline.fence_<oid of public.workouts>() and
 --   CREATE TRIGGER shardline_fence BEFORE INSERT OR UPDATE OR DELETE ON public.workouts
---     FOR EACH ROW EXECUTE FUNCTION shardline.fence_trigger('user_id', 'hashint8extended');
+--     FOR EACH ROW EXECUTE FUNCTION shardline.fence_<oid>();
+--
+-- Marks belong to the migration that made them (lock_key, from the migration's tag). They
+-- outlive the move: after a rollout's cleanup (or a rollback) the node that gave a range away
+-- keeps a 'fence' mark on it, so a router on an older map (a file, an unregistered process, a
+-- borrowed session) is refused with SLF01 and re-routes instead of writing into the void. A
+-- mark is lifted only when its range comes back (shardline.lift_fence, by the migration that
+-- brings it back), or by hand.
 
 CREATE SCHEMA IF NOT EXISTS shardline;
+
+-- The version of these objects: a rollout re-applies this file (and re-installs the fence
+-- triggers) on a node whose version is older. Bump it with every change here.
+CREATE OR REPLACE FUNCTION shardline.node_schema_version() RETURNS integer
+LANGUAGE sql IMMUTABLE AS 'SELECT 2';
 
 -- Fenced hash ranges per table. table_name is the table as the map names it: either
 -- schema-qualified ('public.workouts') or bare ('workouts'); the trigger matches both.
@@ -44,87 +56,57 @@ BEGIN
 END
 $do$;
 
--- Trigger function. TG_ARGV[0]: the shard-key column; TG_ARGV[1]: the hash function, one of
--- hashint8extended, hashtextextended, uuid_hash_extended (seed 0, as the router hashes).
--- Cost when nothing is fenced for the table: one index probe per row.
-CREATE OR REPLACE FUNCTION shardline.fence_trigger() RETURNS trigger
+-- The check behind every fence trigger, called only when the table has marks. `h` is the
+-- write's shard-key hash (NULL: nothing to check), `k` the key (for the message only). The
+-- mark found first is a fence when one covers h (ORDER BY), so a 'moving' mark of one
+-- migration never hides another's fence.
+CREATE OR REPLACE FUNCTION shardline.fence_check(qualified text, bare text, key_col text,
+                                                 h bigint, k anyelement) RETURNS void
 LANGUAGE plpgsql AS $fn$
 DECLARE
-  key_col   text := TG_ARGV[0];
-  hash_fn   text := TG_ARGV[1];
-  qualified text := TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME;
-  k         text;
-  h         bigint;
-  f         record;
-  i         int;
+  f record;
 BEGIN
-  IF TG_NARGS <> 2 THEN
-    RAISE EXCEPTION 'shardline.fence_trigger on %: expects 2 arguments (key column, hash function), got %',
-      qualified, TG_NARGS;
-  END IF;
-  IF NOT EXISTS (SELECT 1 FROM shardline.fenced_ranges
-                 WHERE table_name IN (qualified, TG_TABLE_NAME)) THEN
-    IF TG_OP = 'DELETE' THEN RETURN OLD; END IF;
-    RETURN NEW;
-  END IF;
-  -- Check the new row (INSERT, UPDATE) and the old row (UPDATE, DELETE): moving a row into or
-  -- out of a fenced range is a write to that range.
-  FOR i IN 1..2 LOOP
-    CONTINUE WHEN i = 1 AND TG_OP = 'DELETE';
-    CONTINUE WHEN i = 2 AND TG_OP = 'INSERT';
-    IF i = 1 THEN
-      k := to_jsonb(NEW) ->> key_col;
-    ELSE
-      k := to_jsonb(OLD) ->> key_col;
-    END IF;
-    CONTINUE WHEN k IS NULL;
-    h := CASE hash_fn
-           WHEN 'hashint8extended' THEN hashint8extended(k::bigint, 0)
-           WHEN 'hashtextextended' THEN hashtextextended(k, 0)
-           WHEN 'uuid_hash_extended' THEN uuid_hash_extended(k::uuid, 0)
-         END;
-    IF h IS NULL THEN
-      RAISE EXCEPTION 'shardline.fence_trigger on %: unknown hash function %', qualified, hash_fn;
+  IF h IS NULL THEN RETURN; END IF;
+  SELECT fr.lo, fr.hi, fr.mode, fr.lock_key INTO f FROM shardline.fenced_ranges fr
+    WHERE fr.table_name IN (qualified, bare) AND h BETWEEN fr.lo AND fr.hi
+    ORDER BY fr.mode = 'fence' DESC LIMIT 1;
+  IF NOT FOUND THEN RETURN; END IF;
+  IF f.mode = 'moving' THEN
+    -- A range being moved: take the rollout's lock shared (it never blocks unless a rollout
+    -- gate or fence holds it exclusively, for milliseconds), then look again with a fresh
+    -- snapshot (this function is VOLATILE: under READ COMMITTED each query takes a new one),
+    -- since the fence may have been committed while we waited. A REPEATABLE READ or
+    -- SERIALIZABLE transaction cannot see that commit, so it is told to retry instead (and one
+    -- that passes without waiting is waited for by the rollout after its fence: its commit is
+    -- then before the position the rollout replicates up to).
+    IF NOT pg_try_advisory_xact_lock_shared(f.lock_key) THEN
+      IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION USING
+          ERRCODE = '40001',
+          MESSAGE = format('write to %s paused: %s = %s hashes to %s, in range %s..%s being '
+                           'switched to another node', qualified, key_col, k, h, f.lo, f.hi),
+          HINT = 'Retry the transaction.';
+      END IF;
+      PERFORM pg_advisory_xact_lock_shared(f.lock_key);
     END IF;
     SELECT fr.lo, fr.hi, fr.mode, fr.lock_key INTO f FROM shardline.fenced_ranges fr
-      WHERE fr.table_name IN (qualified, TG_TABLE_NAME) AND h BETWEEN fr.lo AND fr.hi
+      WHERE fr.table_name IN (qualified, bare) AND h BETWEEN fr.lo AND fr.hi
+        AND fr.mode = 'fence'
       LIMIT 1;
-    IF FOUND AND f.mode = 'moving' THEN
-      -- A range being moved: take the rollout's lock shared (it never blocks unless a rollout
-      -- gate or fence holds it exclusively, for milliseconds), then look again with a fresh
-      -- snapshot (this function is VOLATILE: under READ COMMITTED each query takes a new one),
-      -- since the fence may have been committed while we waited. A REPEATABLE READ or
-      -- SERIALIZABLE transaction cannot see that commit, so it is told to retry instead.
-      IF NOT pg_try_advisory_xact_lock_shared(f.lock_key) THEN
-        IF current_setting('transaction_isolation') <> 'read committed' THEN
-          RAISE EXCEPTION USING
-            ERRCODE = '40001',
-            MESSAGE = format('write to %s paused: %s = %s hashes to %s, in range %s..%s being '
-                             'switched to another node', qualified, key_col, k, h, f.lo, f.hi),
-            HINT = 'Retry the transaction.';
-        END IF;
-        PERFORM pg_advisory_xact_lock_shared(f.lock_key);
-      END IF;
-      SELECT fr.lo, fr.hi, fr.mode, fr.lock_key INTO f FROM shardline.fenced_ranges fr
-        WHERE fr.table_name IN (qualified, TG_TABLE_NAME) AND h BETWEEN fr.lo AND fr.hi
-          AND fr.mode = 'fence'
-        LIMIT 1;
-    END IF;
-    IF FOUND AND f.mode = 'fence' THEN
-      RAISE EXCEPTION USING
-        ERRCODE = 'SLF01',
-        MESSAGE = format('write to %s rejected: %s = %s hashes to %s, in fenced range %s..%s',
-                         qualified, key_col, k, h, f.lo, f.hi),
-        HINT = 'The range is moving to another node: refresh the shard map and retry on the new owner.';
-    END IF;
-  END LOOP;
-  IF TG_OP = 'DELETE' THEN RETURN OLD; END IF;
-  RETURN NEW;
+    IF NOT FOUND THEN RETURN; END IF;
+  END IF;
+  RAISE EXCEPTION USING
+    ERRCODE = 'SLF01',
+    MESSAGE = format('write to %s rejected: %s = %s hashes to %s, in fenced range %s..%s',
+                     qualified, key_col, k, h, f.lo, f.hi),
+    HINT = 'The range is moving or has moved to another node: refresh the shard map and retry on the new owner.';
 END
 $fn$;
 
 -- Installs (or re-installs) the fence trigger on `tbl` for shard-key column `key_column` of
--- map key type `key_type` ('bigint' | 'text' | 'uuid').
+-- map key type `key_type` ('bigint' | 'text' | 'uuid'). The trigger function is generated for
+-- the table (shardline.fence_<table oid>) with the key column named in it: no per-row
+-- to_jsonb of the whole row, and one index probe per row unless a mark covers the key.
 CREATE OR REPLACE FUNCTION shardline.install_fence(tbl regclass, key_column text, key_type text)
 RETURNS void LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -133,26 +115,87 @@ DECLARE
                     WHEN 'text' THEN 'hashtextextended'
                     WHEN 'uuid' THEN 'uuid_hash_extended'
                   END;
+  fn_name text := 'fence_' || tbl::oid;
+  bare text;
+  qualified text;
 BEGIN
   IF hash_fn IS NULL THEN
     RAISE EXCEPTION 'shardline.install_fence(%): key_type must be bigint, text or uuid, not %',
       tbl, key_type;
   END IF;
+  SELECT c.relname, n.nspname || '.' || c.relname INTO bare, qualified
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl;
+  EXECUTE format($body$
+    CREATE OR REPLACE FUNCTION shardline.%1$I() RETURNS trigger LANGUAGE plpgsql AS $f$
+    DECLARE
+      h bigint;
+    BEGIN
+      -- The fast path is one index probe per row: is any mark over this key's hash? Only
+      -- then does shardline.fence_check decide (pause lock, fence, message).
+      IF TG_OP <> 'DELETE' THEN
+        h := %5$s(NEW.%6$I, 0);
+        PERFORM 1 FROM shardline.fenced_ranges fr
+          WHERE fr.table_name IN (%2$L, %3$L) AND h BETWEEN fr.lo AND fr.hi;
+        IF FOUND THEN
+          PERFORM shardline.fence_check(%2$L, %3$L, %4$L, h, NEW.%6$I);
+        END IF;
+      END IF;
+      IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND NEW.%6$I IS DISTINCT FROM OLD.%6$I) THEN
+        h := %5$s(OLD.%6$I, 0);
+        PERFORM 1 FROM shardline.fenced_ranges fr
+          WHERE fr.table_name IN (%2$L, %3$L) AND h BETWEEN fr.lo AND fr.hi;
+        IF FOUND THEN
+          PERFORM shardline.fence_check(%2$L, %3$L, %4$L, h, OLD.%6$I);
+        END IF;
+      END IF;
+      IF TG_OP = 'DELETE' THEN RETURN OLD; END IF;
+      RETURN NEW;
+    END
+    $f$ $body$, fn_name, qualified, bare, key_column, hash_fn, key_column);
   IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'shardline_fence') THEN
     EXECUTE format('DROP TRIGGER shardline_fence ON %s', tbl);
   END IF;
   EXECUTE format('CREATE TRIGGER shardline_fence BEFORE INSERT OR UPDATE OR DELETE ON %s '
-                 'FOR EACH ROW EXECUTE FUNCTION shardline.fence_trigger(%L, %L)',
-                 tbl, key_column, hash_fn);
+                 'FOR EACH ROW EXECUTE FUNCTION shardline.%I()', tbl, fn_name);
 END
 $fn$;
 
--- Removes the fence trigger from `tbl` (the ranges themselves are rows of fenced_ranges).
+-- Lifts the fences of other migrations over lo..hi of table `tbl` (a range that comes back to
+-- this node): the part of each such mark inside lo..hi goes, the parts outside stay fenced.
+-- Marks of migration `keep_key` are left alone. Returns how many marks were cut.
+CREATE OR REPLACE FUNCTION shardline.lift_fence(tbl text, lift_lo bigint, lift_hi bigint,
+                                                keep_key bigint) RETURNS integer
+LANGUAGE plpgsql AS $fn$
+DECLARE
+  m record;
+  n integer := 0;
+BEGIN
+  FOR m IN DELETE FROM shardline.fenced_ranges
+           WHERE table_name = tbl AND mode = 'fence' AND lo <= lift_hi AND hi >= lift_lo
+             AND lock_key IS DISTINCT FROM keep_key
+           RETURNING * LOOP
+    n := n + 1;
+    IF m.lo < lift_lo THEN
+      INSERT INTO shardline.fenced_ranges (table_name, lo, hi, fenced_at, reason, mode, lock_key)
+        VALUES (tbl, m.lo, lift_lo - 1, m.fenced_at, m.reason, 'fence', m.lock_key);
+    END IF;
+    IF m.hi > lift_hi THEN
+      INSERT INTO shardline.fenced_ranges (table_name, lo, hi, fenced_at, reason, mode, lock_key)
+        VALUES (tbl, lift_hi + 1, m.hi, m.fenced_at, m.reason, 'fence', m.lock_key);
+    END IF;
+  END LOOP;
+  RETURN n;
+END
+$fn$;
+
+-- Removes the fence trigger from `tbl` and its function (the ranges themselves are rows of
+-- fenced_ranges).
 CREATE OR REPLACE FUNCTION shardline.remove_fence(tbl regclass) RETURNS void
 LANGUAGE plpgsql AS $fn$
 BEGIN
   IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'shardline_fence') THEN
     EXECUTE format('DROP TRIGGER shardline_fence ON %s', tbl);
   END IF;
+  EXECUTE format('DROP FUNCTION IF EXISTS shardline.%I()', 'fence_' || tbl::oid);
 END
 $fn$;

@@ -30,6 +30,9 @@ absl::StatusOr<RolloutOptions> EngineOptions(const RolloutCliOptions& o) {
   e.apply_wait = Ms(o.apply_wait_s);
   e.copy_wait = Ms(o.copy_wait_s);
   e.router_wait = Ms(o.router_wait_s);
+  e.statement_timeout = Ms(o.statement_timeout_s);
+  e.lock_timeout = Ms(o.lock_timeout_s);
+  e.fence_grace = Ms(o.fence_grace_s);
   e.delete_batch = o.delete_batch;
   e.delete_rows_per_second = o.delete_rate;
   if (!o.json) {
@@ -162,6 +165,15 @@ void AddTimeouts(CLI::App* cmd, RolloutCliOptions& o) {
                   "Seconds the gate waits for the initial copy (default 600)");
   cmd->add_option("--router-wait", o.router_wait_s,
                   "Seconds to wait for live routers to apply a map (default 60)");
+  cmd->add_option("--statement-timeout", o.statement_timeout_s,
+                  "statement_timeout, in seconds, of every connection the command opens "
+                  "(default 300; a statement that runs longer fails its step, named)");
+  cmd->add_option("--lock-timeout", o.lock_timeout_s,
+                  "lock_timeout, in seconds, of every connection the command opens (default 10)");
+  cmd->add_option("--fence-grace", o.fence_grace_s,
+                  "Seconds a transaction older than a fence may stay open before the command "
+                  "terminates it (default 5): a REPEATABLE READ writer could write past the "
+                  "fence unseen");
 }
 
 }  // namespace
@@ -306,7 +318,10 @@ absl::Status RunRollout(const CLI::App& group, const RolloutCliOptions& o) {
   if (parsed("advance")) return AdvanceRollout(*e, o.migration, o.auto_advance);
   if (parsed("rollback")) {
     if (auto s = RollbackRollout(*e, o.migration); !s.ok()) return s;
-    fmt::print("migration {} rolled back\n", o.migration);
+    auto st = DescribeRollout(*e, o.migration);
+    fmt::print("migration {} {}\n", o.migration,
+               st.ok() && st->state.migration.state == kMigrationAborted ? "aborted"
+                                                                          : "rolled back");
     return absl::OkStatus();
   }
   if (parsed("cleanup")) {

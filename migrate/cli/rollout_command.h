@@ -30,6 +30,9 @@ struct RolloutCliOptions {
   double apply_wait_s = 30;
   double copy_wait_s = 600;
   double router_wait_s = 60;
+  double statement_timeout_s = 300;
+  double lock_timeout_s = 10;
+  double fence_grace_s = 5;
   std::int64_t delete_batch = 5000;
   double delete_rate = 0;
 };

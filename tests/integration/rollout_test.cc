@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -23,8 +24,11 @@
 #include "catalog.h"
 #include "cluster.h"
 #include "pg_conn.h"
+#include "rollout_waves.h"
+#include "shardline/map_toml.h"
 #include "shardline/router.h"
 #include "shardline/shard_map.h"
+#include "status_matchers.h"
 #include "table_info.h"
 
 namespace shardline::testing {
@@ -321,12 +325,46 @@ class RolloutTest : public ::testing::Test {
     return n;
   }
 
+  // What an ended migration may leave on the nodes: 'fence' marks where a node gave a range
+  // away (a router on an older map is refused there), never a mark on a range the current map
+  // routes to the node (its writes would be refused) and never a 'moving' mark.
+  void ExpectMarksOnlyWhereNotServed() {
+    auto map = CurrentMap();
+    for (int i = 0; i < 3; ++i) {
+      const std::string node = fmt::format("n{}", i + 1);
+      if (Count(i, "SELECT (to_regclass('shardline.fenced_ranges') IS NOT NULL)::int") == 0) {
+        continue;
+      }
+      auto r = ConnectOrDie(db_->node_dsn(i))
+                   ->Exec("SELECT lo, hi, mode, coalesce(reason, '') FROM shardline.fenced_ranges");
+      ASSERT_TRUE(r.ok()) << r.status();
+      for (int row = 0; row < r->rows(); ++row) {
+        const std::int64_t lo = r->Int64Or0(row, 0), hi = r->Int64Or0(row, 1);
+        EXPECT_EQ(r->String(row, 2), "fence")
+            << fmt::format("node {}: mark {}..{} ({})", node, lo, hi, r->String(row, 3));
+        const std::vector<std::pair<std::int64_t, std::int64_t>> whole = {{lo, hi}};
+        EXPECT_EQ(migrate::PartsNotServedBy(*map, whole, node), whole)
+            << fmt::format("node {}: mark {}..{} ({}) on a range map version {} routes to it",
+                           node, lo, hi, r->String(row, 3), map->version());
+      }
+    }
+  }
+
+  // A plan over the two nodes that drains n2 into n1: n2's four adjacent ranges move to n1, so
+  // waves of it split adjacent ranges of one source (they coalesce across waves).
+  std::string DrainPlan() {
+    const std::string plan = (dir_ / "drain.toml").string();
+    Cli({"rebalance", "plan", "--remove-node", "n2", "--by", "ranges", "-o", plan}, 0);
+    return plan;
+  }
+
   std::int64_t FenceRows() {
     std::int64_t n = 0;
     for (int i = 0; i < 3; ++i) {
-      n += Count(i,
-                 "SELECT CASE WHEN to_regclass('shardline.fenced_ranges') IS NULL THEN 0 ELSE "
-                 "(SELECT count(*) FROM shardline.fenced_ranges) END");
+      if (Count(i, "SELECT (to_regclass('shardline.fenced_ranges') IS NOT NULL)::int") == 0) {
+        continue;  // a node the migration never touched
+      }
+      n += Count(i, "SELECT count(*) FROM shardline.fenced_ranges");
     }
     return n;
   }
@@ -361,7 +399,8 @@ TEST_F(RolloutTest, SingleWaveMovesRangesWithoutLosingConcurrentWrites) {
   ASSERT_GT(writer.acked_count(), 500);
   ExpectWritesOnOwners(writer.Acked(), /*exclusive=*/true);
   EXPECT_EQ(ReplicationObjects(), 0);
-  EXPECT_EQ(FenceRows(), 0);
+  ExpectMarksOnlyWhereNotServed();
+  EXPECT_GT(FenceRows(), 0);  // the sources keep fences on the ranges they gave away
   EXPECT_EQ(Status()[0]["state"], "cleaned");
   // The result map gives node n3 ranges.
   EXPECT_FALSE(CurrentMap()->OwnedRanges(CurrentMap()->NodeIndex("n3")).empty());
@@ -382,7 +421,7 @@ TEST_F(RolloutTest, RollbackAfterWritesSwitchedKeepsEveryAcknowledgedWriteOnTheS
   ExpectWritesOnOwners(writer.Acked(), /*exclusive=*/true);
   EXPECT_EQ(Rows(2).size(), 0u);
   EXPECT_EQ(ReplicationObjects(), 0);
-  EXPECT_EQ(FenceRows(), 0);
+  ExpectMarksOnlyWhereNotServed();
   EXPECT_EQ(Status()[0]["state"], "rolled_back");
 }
 
@@ -517,7 +556,7 @@ TEST_F(RolloutTest, KilledAtEveryStepAndRerunEndsExact) {
   EXPECT_THAT(writer.Errors(), ::testing::IsEmpty());
   ExpectWritesOnOwners(writer.Acked(), /*exclusive=*/true);
   EXPECT_EQ(ReplicationObjects(), 0);
-  EXPECT_EQ(FenceRows(), 0);
+  ExpectMarksOnlyWhereNotServed();
 }
 
 TEST_F(RolloutTest, GateFailureStopsWithTheDifferenceAndResumesOnceFixed) {
@@ -565,6 +604,14 @@ TEST_F(RolloutTest, RollbackKilledAtEveryStepAndRerunLosesNothing) {
     CommandResult r = Cli({"rollout", "rollback", "--migration", "1"}, -1,
                           {{"SHARDLINE_ROLLOUT_KILL_AT", point}});
     EXPECT_EQ(r.exit_code, 128 + SIGKILL) << point << "\n" << r.out << r.err;
+    // Whatever status said before, a rollback that began is only continued, never crossed by
+    // another command: cleanup would delete what the restored owners hold.
+    EXPECT_EQ(Status()[0]["state"], "rolling_back") << point;
+    EXPECT_THAT(Status()[0]["next"].get<std::string>(), HasSubstr("rollback --migration 1"));
+    for (const char* other : {"cleanup", "advance", "abort"}) {
+      r = Cli({"rollout", other, "--migration", "1"}, 1);
+      EXPECT_THAT(r.err, HasSubstr("migration 1 is rolling back")) << point << " " << other;
+    }
   }
   Cli({"rollout", "rollback", "--migration", "1"}, 0);
   ASSERT_TRUE(writer.WaitForMoreWrites(100));
@@ -575,7 +622,7 @@ TEST_F(RolloutTest, RollbackKilledAtEveryStepAndRerunLosesNothing) {
               writer.Errors().size());
   ExpectWritesOnOwners(writer.Acked(), /*exclusive=*/true);
   EXPECT_EQ(ReplicationObjects(), 0);
-  EXPECT_EQ(FenceRows(), 0);
+  ExpectMarksOnlyWhereNotServed();
 }
 
 TEST_F(RolloutTest, SoakHoldsTheNextWaveAndCleanupUntilItEnds) {
@@ -588,7 +635,7 @@ TEST_F(RolloutTest, SoakHoldsTheNextWaveAndCleanupUntilItEnds) {
   EXPECT_THAT(r.err, HasSubstr("cleanup comes after every wave switched writes"));
   Cli({"rollout", "rollback", "--migration", "1"}, 0);
   EXPECT_EQ(ReplicationObjects(), 0);
-  EXPECT_EQ(FenceRows(), 0);
+  ExpectMarksOnlyWhereNotServed();
 }
 
 TEST_F(RolloutTest, RollbackWithOneWaveSwitchedAndTheNextReadingFromTheTarget) {
@@ -608,7 +655,252 @@ TEST_F(RolloutTest, RollbackWithOneWaveSwitchedAndTheNextReadingFromTheTarget) {
   EXPECT_TRUE(map->ReadRanges(map->NodeIndex("n3")).empty());
   ExpectWritesOnOwners(writer.Acked(), /*exclusive=*/true);
   EXPECT_EQ(ReplicationObjects(), 0);
+  ExpectMarksOnlyWhereNotServed();
+}
+
+// Issue scenario 1: cleanup killed after it deleted rows from a source, then rollback. The
+// cleanup's state is one-way: rollback, abort and advance are refused, status points to
+// cleanup, and cleanup run again finishes with every acknowledged write on its owner.
+TEST_F(RolloutTest, CleanupKilledAfterDeletingRefusesRollbackAndFinishesOnRerun) {
+  Writer writer(db_->control_dsn(), 11);
+  writer.Start();
+  Cli({"rollout", "start", "--plan", plan_, "--waves", "100%"}, 0);
+  ASSERT_NO_FATAL_FAILURE(RunUntil(1, "writes_switched"));
+  ASSERT_TRUE(writer.WaitForMoreWrites(200));
+  Cli({"rollout", "cleanup", "--migration", "1"}, 128 + SIGKILL,
+      {{"SHARDLINE_ROLLOUT_KILL_AT", "cleanup:source_deleted"}});
+  EXPECT_EQ(Status()[0]["state"], "cleaning");
+  EXPECT_THAT(Status()[0]["next"].get<std::string>(), HasSubstr("cleanup --migration 1"));
+  for (const char* other : {"rollback", "abort", "advance"}) {
+    CommandResult r = Cli({"rollout", other, "--migration", "1"}, 1);
+    EXPECT_THAT(r.err, HasSubstr("migration 1 is cleaning up")) << other;
+    EXPECT_THAT(r.err, HasSubstr("rollout cleanup --migration 1")) << other;
+  }
+  Cli({"rollout", "cleanup", "--migration", "1"}, 0);
+  ASSERT_TRUE(writer.WaitForMoreWrites(100));
+  writer.Stop();
+  EXPECT_THAT(writer.Errors(), ::testing::IsEmpty());
+  ExpectWritesOnOwners(writer.Acked(), /*exclusive=*/true);
+  ExpectMarksOnlyWhereNotServed();
+  EXPECT_EQ(Status()[0]["state"], "cleaned");
+}
+
+// Issue scenario 2: rollback killed right after it published the original map. Status must
+// not recommend cleanup (it would delete the rows of the restored owners); cleanup is refused;
+// rollback run again finishes.
+TEST_F(RolloutTest, RollbackKilledAfterPublishingIsContinuedAndCleanupIsRefused) {
+  Writer writer(db_->control_dsn(), 12);
+  writer.Start();
+  Cli({"rollout", "start", "--plan", plan_, "--waves", "100%"}, 0);
+  ASSERT_NO_FATAL_FAILURE(RunUntil(1, "writes_switched"));
+  ASSERT_TRUE(writer.WaitForMoreWrites(200));
+  Cli({"rollout", "rollback", "--migration", "1"}, 128 + SIGKILL,
+      {{"SHARDLINE_ROLLOUT_KILL_AT", "rollback:published"}});
+  const std::string next = Status()[0]["next"].get<std::string>();
+  EXPECT_THAT(next, HasSubstr("rollback --migration 1"));
+  EXPECT_THAT(next, ::testing::Not(HasSubstr("cleanup")));
+  CommandResult r = Cli({"rollout", "cleanup", "--migration", "1"}, 1);
+  EXPECT_THAT(r.err, HasSubstr("migration 1 is rolling back"));
+  Cli({"rollout", "rollback", "--migration", "1"}, 0);
+  ASSERT_TRUE(writer.WaitForMoreWrites(100));
+  writer.Stop();
+  EXPECT_THAT(writer.Errors(), ::testing::IsEmpty());
+  ExpectWritesOnOwners(writer.Acked(), /*exclusive=*/true);
+  ExpectMarksOnlyWhereNotServed();
+  EXPECT_EQ(Status()[0]["state"], "rolled_back");
+  for (const Json& w : Status()[0]["waves"]) EXPECT_EQ(w["step"], "pending");
+}
+
+// Issue scenario 3: a router that follows the map file it was given before the rollout keeps
+// writing after cleanup. The old owner refuses those writes (SLF01), so none is acknowledged
+// and lost on a node nobody reads.
+TEST_F(RolloutTest, RouterOnAnOldMapFileIsRefusedByTheOldOwnerAfterCleanup) {
+  const std::string old_map = (dir_ / "old-map.toml").string();
+  {
+    std::ofstream out(old_map);
+    out << ShardMapToToml(CurrentMap()->config(), PasswordMode::kKeep);
+  }
+  Cli({"rollout", "start", "--plan", plan_, "--waves", "100%"}, 0);
+  ASSERT_NO_FATAL_FAILURE(RunUntil(1, "cleaned"));
+  RouterOptions o;
+  o.map_file = old_map;
+  o.pool.checkout_timeout = std::chrono::milliseconds(300);  // how long a fenced write waits
+  o.log_sink = [](LogLevel, std::string_view) {};
+  auto router = Router::Create(o);
+  ASSERT_TRUE(router.ok()) << router.status();
+  auto now = CurrentMap();
+  int moved_keys = 0;
+  for (std::int64_t key = 1; key <= kInitialRows && moved_keys < 10; ++key) {
+    const std::string owner = now->RangeFor(ShardKey(key).Hash()).node;
+    if (owner != "n3") continue;
+    ++moved_keys;
+    // An upsert: a row-level trigger sees only rows the statement touches (an UPDATE of a row
+    // that cleanup deleted touches none).
+    auto r = (*router)->Execute(ShardKey(key),
+                                "INSERT INTO users (user_id, v) VALUES ($1, -7) ON CONFLICT "
+                                "(user_id) DO UPDATE SET v = EXCLUDED.v",
+                                {key});
+    EXPECT_FALSE(r.ok()) << "key " << key << ": a write on the old map was acknowledged";
+    if (!r.ok()) {
+      EXPECT_THAT(std::string(r.status().message()), HasSubstr("fenced range")) << r.status();
+    }
+  }
+  EXPECT_EQ(moved_keys, 10);
+  EXPECT_EQ(Count(0, "SELECT count(*) FROM users WHERE v = -7") +
+                Count(1, "SELECT count(*) FROM users WHERE v = -7"),
+            0);
+}
+
+// Issue scenario 4: a REPEATABLE READ transaction on a source took its snapshot before the
+// fence, then writes and commits after it. Its write either fails or reaches the new owner:
+// the switch waits for transactions older than the fence before it takes the WAL position.
+TEST_F(RolloutTest, RepeatableReadWriterOlderThanTheFenceLandsOnTheNewOwner) {
+  Cli({"rollout", "start", "--plan", plan_, "--waves", "100%"}, 0);
+  ASSERT_NO_FATAL_FAILURE(RunUntil(1, "reads_switched"));
+  // A new key that the plan moves from n1 to n3.
+  auto result = CurrentMap();
+  Json st = Status();
+  std::int64_t key = 0;
+  for (std::int64_t k = kInitialRows + 1; k < kInitialRows + 100000 && key == 0; ++k) {
+    const std::int64_t h = ShardKey(k).Hash();
+    for (const Json& r : st[0]["waves"][0]["ranges"]) {
+      if (r["source"] == "n1" && h >= r["lo"].get<std::int64_t>() &&
+          h <= r["hi"].get<std::int64_t>()) {
+        key = k;
+      }
+    }
+  }
+  ASSERT_GT(key, 0);
+  auto rr = ConnectOrDie(db_->node_dsn(0));
+  ASSERT_TRUE(rr->Exec("BEGIN ISOLATION LEVEL REPEATABLE READ").ok());
+  ASSERT_TRUE(rr->Exec("SELECT count(*) FROM users").ok());  // the snapshot is taken
+  CommandResult advance;
+  std::thread t([&] {
+    advance = Cli({"rollout", "advance", "--migration", "1", "--fence-grace", "60"}, -1);
+  });
+  // Wait until the fence is committed on n1 and its pause lock released (bounded).
+  auto watch = ConnectOrDie(db_->node_dsn(0));
+  bool fenced = false;
+  for (int i = 0; i < 3000 && !fenced; ++i) {
+    auto r = watch->Exec(
+        "SELECT (SELECT count(*) FROM shardline.fenced_ranges WHERE mode = 'fence') > 0 AND "
+        "NOT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND mode = "
+        "'ExclusiveLock' AND granted AND database = (SELECT oid FROM pg_database WHERE datname "
+        "= current_database()))");
+    ASSERT_TRUE(r.ok()) << r.status();
+    fenced = r->Text(0, 0) == "t";
+    if (!fenced) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(fenced) << "the fence never appeared on n1";
+  auto ins = rr->Exec("INSERT INTO users (user_id, v) VALUES ($1, 4242)", {std::to_string(key)});
+  auto commit = rr->Exec("COMMIT");
+  t.join();
+  ASSERT_EQ(advance.exit_code, 0) << advance.out << advance.err;
+  ASSERT_EQ(Status()[0]["waves"][0]["step"], "writes_switched");
+  if (ins.ok() && commit.ok()) {
+    // Acknowledged: it must be on the new owner.
+    EXPECT_EQ(Count(2, fmt::format("SELECT count(*) FROM users WHERE user_id = {} AND v = 4242",
+                                   key)),
+              1)
+        << "a REPEATABLE READ write committed on the source after the fence never reached n3";
+  } else {
+    std::printf("the old snapshot's write was refused: %s\n",
+                std::string((ins.ok() ? commit.status() : ins.status()).message()).c_str());
+  }
+}
+
+// The wait for transactions older than a fence is bounded: one left open past the grace is
+// terminated, and the command says so.
+TEST_F(RolloutTest, TransactionOlderThanTheFenceIsTerminatedAfterTheGrace) {
+  Cli({"rollout", "start", "--plan", plan_, "--waves", "100%"}, 0);
+  ASSERT_NO_FATAL_FAILURE(RunUntil(1, "reads_switched"));
+  auto idle = ConnectOrDie(db_->node_dsn(0));
+  ASSERT_TRUE(idle->Exec("BEGIN ISOLATION LEVEL REPEATABLE READ").ok());
+  ASSERT_TRUE(idle->Exec("SELECT count(*) FROM users").ok());
+  CommandResult r = Cli({"rollout", "advance", "--migration", "1", "--fence-grace", "0.3"}, 0);
+  EXPECT_THAT(r.out, HasSubstr("terminated pid"));
+  EXPECT_THAT(r.out, HasSubstr("it began before the fence"));
+  EXPECT_EQ(Status()[0]["waves"][0]["step"], "writes_switched");
+  EXPECT_FALSE(idle->Exec("SELECT 1").ok()) << "the old transaction's session should be gone";
+}
+
+// Issue scenario 5: adjacent ranges of one source moved in two waves, wave 1 switched, wave 2
+// catching up, then rollback: no mark is left on a range a node owns again, and writes there
+// are accepted.
+TEST_F(RolloutTest, TwoWaveRollbackOfAdjacentRangesLeavesNoMarkOnOwnedRanges) {
+  const std::string drain = DrainPlan();
+  Writer writer(db_->control_dsn(), 13);
+  writer.Start();
+  Cli({"rollout", "start", "--plan", drain, "--waves", "50%,100%"}, 0);
+  ASSERT_NO_FATAL_FAILURE(RunUntil(1, "catching_up", 2));
+  ASSERT_EQ(Status()[0]["waves"][0]["step"], "writes_switched");
+  ASSERT_TRUE(writer.WaitForMoreWrites(200));
+  Cli({"rollout", "rollback", "--migration", "1"}, 0);
+  ExpectMarksOnlyWhereNotServed();
+  ASSERT_TRUE(writer.WaitForMoreWrites(300));  // into every range, on the owners again
+  writer.Stop();
+  EXPECT_THAT(writer.Errors(), ::testing::IsEmpty());
+  ExpectWritesOnOwners(writer.Acked(), /*exclusive=*/true);
+  EXPECT_EQ(ReplicationObjects(), 0);
+}
+
+// Issue scenario 7: abort during the pilot's catch-up of a 2-wave rollout of adjacent ranges
+// removes every mark it made (marks go by migration, not by ranges coalesced across waves).
+TEST_F(RolloutTest, AbortDuringThePilotOfTwoWavesRemovesEveryMark) {
+  const std::string drain = DrainPlan();
+  Cli({"rollout", "start", "--plan", drain, "--waves", "50%,100%"}, 0);
+  ASSERT_EQ(Status()[0]["waves"][0]["step"], "catching_up");
+  EXPECT_GT(FenceRows(), 0);
+  Cli({"rollout", "abort", "--migration", "1"}, 0);
   EXPECT_EQ(FenceRows(), 0);
+  EXPECT_EQ(ReplicationObjects(), 0);
+  Exec(1, "INSERT INTO users SELECT g, 1 FROM generate_series(100001, 100200) g");  // n2's again
+}
+
+// Issue scenario 6: at most one active migration per catalog, enforced by the catalog itself
+// (a second active row is refused whoever inserts it), and two starts at the same moment record
+// exactly one migration.
+TEST_F(RolloutTest, TheCatalogHoldsAtMostOneActiveMigration) {
+  const std::string drain = DrainPlan();
+  CommandResult a, b;
+  std::thread ta([&] { a = Cli({"rollout", "start", "--plan", plan_, "--waves", "100%"}, -1); });
+  std::thread tb([&] { b = Cli({"rollout", "start", "--plan", drain, "--waves", "100%"}, -1); });
+  ta.join();
+  tb.join();
+  EXPECT_EQ((a.exit_code == 0) + (b.exit_code == 0), 1) << a.err << "\n" << b.err;
+  const CommandResult& loser = a.exit_code == 0 ? b : a;
+  EXPECT_THAT(loser.err, ::testing::AnyOf(HasSubstr("another `shardline rollout start` is running"),
+                                          HasSubstr("is still active"),
+                                          HasSubstr("became active at the same moment")));
+  EXPECT_EQ(Count(-1, "SELECT count(*) FROM shardline.migrations"), 1);
+  // Not a SELECT that two processes can pass at once: the catalog refuses a second active row.
+  auto cat = ConnectOrDie(db_->control_dsn());
+  auto dup = cat->Exec(
+      "INSERT INTO shardline.migrations (plan_toml, base_version, wave_percents) "
+      "VALUES ('x', 1, '100')");
+  EXPECT_THAT(dup.status(), StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("migrations_one_active")));
+}
+
+// A stage's publish refuses when someone else published in between, instead of overwriting.
+TEST_F(RolloutTest, PublishRefusesWhenAnotherMapWasPublishedInBetween) {
+  Cli({"rollout", "start", "--plan", plan_, "--waves", "100%"}, 0);
+  ASSERT_NO_FATAL_FAILURE(RunUntil(1, "verified"));
+  ShardMapConfig other = CurrentMap()->config();
+  other.version += 1;
+  other.tables.push_back(TableConfig{.name = "countries", .reference = true});
+  auto catalog = migrate::Catalog::Create(db_->control_dsn());
+  ASSERT_TRUE(catalog.ok());
+  ASSERT_TRUE((*catalog)->Publish(other, "someone else", {}).ok());
+  CommandResult r = Cli({"rollout", "advance", "--migration", "1"}, 1);
+  EXPECT_THAT(r.err, HasSubstr("someone else published in between"));
+  EXPECT_THAT(r.err, HasSubstr("map revert --to 1`"));
+  EXPECT_EQ(CurrentMap()->version(), other.version);
+  EXPECT_EQ(Status()[0]["waves"][0]["step"], "verified");
+  Cli({"rollout", "abort", "--migration", "1"}, 1);  // the same check holds for abort's publish
+  Cli({"map", "revert", "--to", "1"}, 0);
+  Cli({"rollout", "abort", "--migration", "1"}, 0);
+  EXPECT_EQ(FenceRows(), 0);
+  EXPECT_EQ(ReplicationObjects(), 0);
 }
 
 // The proof: shardline-loadgen writes and reads through the router with a ledger while a 2-node

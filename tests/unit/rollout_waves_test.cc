@@ -185,5 +185,51 @@ TEST(NextAction, WaitsForThePreviousWavesSoak) {
   EXPECT_THAT(NextAction(st), HasSubstr("wait for wave 1's soak (42 s left)"));
 }
 
+TEST(NextAction, AnEndingThatBeganIsOnlyEverContinuedByItsOwnCommand) {
+  // Waves still say writes_switched while a rollback runs: cleanup must never be named then.
+  MigrationState st = StateWithSteps({WaveStep::kWritesSwitched}, true);
+  st.migration.state = std::string(kMigrationRollingBack);
+  EXPECT_THAT(NextAction(st), HasSubstr("`rollback --migration 4` finishes the rollback"));
+  EXPECT_THAT(NextAction(st), ::testing::Not(HasSubstr("cleanup")));
+  st.migration.state = std::string(kMigrationAborting);
+  EXPECT_THAT(NextAction(st), HasSubstr("`abort --migration 4` finishes the abort"));
+  st.migration.state = std::string(kMigrationCleaning);
+  EXPECT_THAT(NextAction(st), HasSubstr("`cleanup --migration 4` finishes the cleanup"));
+  EXPECT_THAT(NextAction(st), HasSubstr("rollback is no longer possible"));
+}
+
+TEST(PartsHeldBy, KeepsOnlyWhatTheMapGivesWhollyToTheNode) {
+  auto map = ShardMap::Create(Result());
+  ASSERT_TRUE(map.ok()) << map.status();
+  // c owns kMinHash..-1 and 100..kMaxHash; b owns 0..99.
+  EXPECT_THAT(PartsHeldBy(**map, {{-10, 150}}, "c"),
+              ElementsAre(std::pair<std::int64_t, std::int64_t>{-10, -1},
+                          std::pair<std::int64_t, std::int64_t>{100, 150}));
+  EXPECT_THAT(PartsHeldBy(**map, {{-10, 150}}, "b"),
+              ElementsAre(std::pair<std::int64_t, std::int64_t>{0, 99}));
+  EXPECT_TRUE(PartsHeldBy(**map, {{0, 99}}, "a").empty());
+  // Reads switched to b: c still owns it but no longer holds it wholly.
+  ShardMapConfig c = Result();
+  c.ranges[2].read_node = "b";
+  c.ranges[2].state = RangeState::kReadsSwitched;
+  auto reads = ShardMap::Create(c);
+  ASSERT_TRUE(reads.ok()) << reads.status();
+  EXPECT_TRUE(PartsHeldBy(**reads, {{100, 200}}, "c").empty());
+}
+
+TEST(PartsNotServedBy, DropsWhatTheNodeOwnsOrServesReadsFor) {
+  ShardMapConfig c = Result();
+  c.ranges[2].read_node = "b";
+  c.ranges[2].state = RangeState::kReadsSwitched;
+  auto map = ShardMap::Create(c);
+  ASSERT_TRUE(map.ok()) << map.status();
+  // b owns 0..99 and serves reads of 100..kMaxHash: only the part of kMinHash..-1 is free of b.
+  EXPECT_THAT(PartsNotServedBy(**map, {{-10, 150}}, "b"),
+              ElementsAre(std::pair<std::int64_t, std::int64_t>{-10, -1}));
+  // a serves nothing: everything is a copy nobody routes to.
+  EXPECT_THAT(PartsNotServedBy(**map, {{-10, 150}}, "a"),
+              ElementsAre(std::pair<std::int64_t, std::int64_t>{-10, 150}));
+}
+
 }  // namespace
 }  // namespace shardline::migrate
