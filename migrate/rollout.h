@@ -47,6 +47,10 @@ struct RolloutOptions {
   // After a fence commits, transactions older than it may still write unseen (REPEATABLE READ,
   // SERIALIZABLE): they get this long to end, then they are terminated. Default 5 s.
   std::chrono::milliseconds fence_grace{std::chrono::seconds(5)};
+  // The write window's deadline: from the fence to the owner map. When the targets have not
+  // caught up or reverse replication has not started by then, the step reverts by itself (the
+  // sources take writes again) and fails saying so. Default 5 s.
+  std::chrono::milliseconds write_window{std::chrono::seconds(5)};
   // Cleanup's deletes of moved rows: rows per transaction and a rate limit (0 = none).
   std::int64_t delete_batch = 5000;
   double delete_rows_per_second = 0;

@@ -12,6 +12,7 @@
 #include "shardline/errors.h"
 #include "shardline/key.h"
 #include "table_info.h"
+#include "txn.h"
 
 namespace shardline::migrate {
 namespace {
@@ -227,6 +228,16 @@ absl::Status UnmarkMigration(pg::Conn& conn, std::int64_t lock_key, const HashRa
                   fmt::format("node {}: lifting the migration's marks", conn.node()));
 }
 
+absl::Status UnfenceToMoving(pg::Conn& conn, std::int64_t lock_key, const HashRangeList& ranges) {
+  const auto [los, his] = RangeArrays(ranges);
+  return Prefixed(Exec(conn,
+                       "UPDATE shardline.fenced_ranges f SET mode = 'moving' WHERE f.lock_key = $1 "
+                       "AND f.mode = 'fence' AND EXISTS (SELECT 1 FROM unnest($2::bigint[], "
+                       "$3::bigint[]) AS u(l, h) WHERE f.lo >= u.l AND f.hi <= u.h)",
+                       {std::to_string(lock_key), los, his}),
+                  fmt::format("node {}: lifting the fence of a reverted write window", conn.node()));
+}
+
 absl::Status KeepAsFences(pg::Conn& conn, std::int64_t lock_key, const HashRangeList& ranges,
                           const std::string& reason) {
   const auto [los, his] = RangeArrays(ranges);
@@ -422,6 +433,26 @@ absl::Status DropSlotWhenInactive(pg::Conn& conn, const std::string& name,
 
 }  // namespace
 
+absl::Status ProbeReplicationConnection(pg::Conn& subscriber, const std::string& publisher,
+                                        const std::string& publisher_dsn) {
+  Txn txn(subscriber);
+  if (auto s = txn.Begin(); !s.ok()) return s;
+  // connect = true: the server connects to the publisher (and lists the publication's tables:
+  // none, it does not exist). No slot, disabled, rolled back below.
+  absl::Status s = Exec(subscriber,
+                        fmt::format("CREATE SUBSCRIPTION shardline_probe CONNECTION {} PUBLICATION "
+                                    "shardline_probe WITH (connect = true, create_slot = false, "
+                                    "enabled = false, copy_data = false, slot_name = NONE)",
+                                    subscriber.QuoteLiteral(publisher_dsn)));
+  if (!s.ok()) {
+    return absl::FailedPreconditionError(fmt::format(
+        "node {} cannot open a replication connection to node {} with the map's connection "
+        "string (its subscription would fail): {}",
+        subscriber.node(), publisher, Msg(s)));
+  }
+  return absl::OkStatus();  // the guard rolls the probe back
+}
+
 absl::Status EnsureSlot(pg::Conn& publisher, const std::string& name) {
   auto r = publisher.Exec("SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", {name});
   if (!r.ok()) return r.status();
@@ -528,6 +559,26 @@ absl::StatusOr<int> CountObjectsWithPrefix(pg::Conn& conn, const std::string& pr
       {prefix});
   if (!r.ok()) return r.status();
   return static_cast<int>(r->Int64Or0(0, 0));
+}
+
+absl::Status WaitApplyWorker(pg::Conn& subscriber, const std::string& name,
+                             std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    auto r = subscriber.Exec(
+        "SELECT count(*) FROM pg_stat_subscription WHERE subname = $1 AND relid IS NULL "
+        "AND pid IS NOT NULL",
+        {name});
+    if (!r.ok()) return r.status();
+    if (r->Int64Or0(0, 0) > 0) return absl::OkStatus();
+    if (Clock::now() >= deadline) {
+      return absl::DeadlineExceededError(fmt::format(
+          "node {}: the apply worker of subscription {} did not start within {} ms (free "
+          "logical replication workers: max_logical_replication_workers, max_worker_processes)",
+          subscriber.node(), name, timeout.count()));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
 }
 
 absl::Status WaitInitialCopy(pg::Conn& subscriber, const std::string& name,

@@ -54,6 +54,10 @@ absl::Status UnmarkMigration(pg::Conn& conn, std::int64_t lock_key, const HashRa
 absl::Status KeepAsFences(pg::Conn& conn, std::int64_t lock_key, const HashRangeList& ranges,
                           const std::string& reason);
 
+// Turns the 'fence' marks migration `lock_key` made inside `ranges` back into 'moving' marks
+// (a write window that is reverted: the node takes writes again, through the pause lock).
+absl::Status UnfenceToMoving(pg::Conn& conn, std::int64_t lock_key, const HashRangeList& ranges);
+
 // Waits (polling, at most `timeout`) until no transaction of this database other than ours
 // began before the moving marks of `lock_key` were stamped: such a transaction may have
 // passed the fence trigger without taking the pause lock. FailedPrecondition naming the pid
@@ -105,6 +109,12 @@ absl::Status EnsurePublication(pg::Conn& conn, const ShardMap& map, const std::s
                                const HashRangeList& ranges);
 absl::Status DropPublicationIfExists(pg::Conn& conn, const std::string& name);
 
+// Checks that the server of `subscriber` can connect to node `publisher` with `publisher_dsn`,
+// as a subscription would (a CREATE SUBSCRIPTION that connects, makes no slot and is rolled
+// back: nothing stays). FailedPrecondition naming both nodes and the server's error otherwise.
+absl::Status ProbeReplicationConnection(pg::Conn& subscriber, const std::string& publisher,
+                                        const std::string& publisher_dsn);
+
 // Creates logical replication slot `name` (pgoutput) on `publisher` from this session unless it
 // exists. Not from CREATE SUBSCRIPTION: that creates the slot inside the subscriber's
 // transaction, and slot creation waits for every transaction running on the publisher, so two
@@ -139,6 +149,12 @@ absl::StatusOr<int> DropSlotsWithPrefix(pg::Conn& conn, const std::string& prefi
 absl::StatusOr<int> CountObjectsWithPrefix(pg::Conn& conn, const std::string& prefix);
 
 absl::StatusOr<bool> SubscriptionExists(pg::Conn& subscriber, const std::string& name);
+// Waits until the apply worker of subscription `name` runs on `subscriber` (at most `timeout`).
+// DeadlineExceeded naming the subscription otherwise (no free logical replication worker:
+// max_logical_replication_workers, max_worker_processes).
+absl::Status WaitApplyWorker(pg::Conn& subscriber, const std::string& name,
+                             std::chrono::milliseconds timeout);
+
 // Waits until every table of subscription `name` finished its initial copy (state 'r').
 // DeadlineExceeded naming the tables still copying.
 absl::Status WaitInitialCopy(pg::Conn& subscriber, const std::string& name,

@@ -184,6 +184,9 @@ absl::StatusOr<MigrationState> LoadMigration(pg::Conn& catalog, std::int64_t id)
 }
 
 absl::StatusOr<std::vector<std::int64_t>> ListMigrations(pg::Conn& catalog) {
+  auto present = catalog.Exec("SELECT to_regclass('shardline.migrations') IS NOT NULL");
+  if (!present.ok()) return present.status();
+  if (present->Text(0, 0) != "t") return std::vector<std::int64_t>{};
   auto r = catalog.Exec("SELECT id FROM shardline.migrations ORDER BY id DESC");
   if (!r.ok()) return r.status();
   std::vector<std::int64_t> out;
@@ -228,6 +231,30 @@ absl::Status UpdateWave(pg::Conn& catalog, std::int64_t id, int wave,
   }
   return Exec(catalog, "UPDATE shardline.migrations SET updated_at = now() WHERE id = $1",
               {std::to_string(id)});
+}
+
+absl::Status RecordFencedAt(pg::Conn& catalog, std::int64_t id, int wave) {
+  return UpdateWave(catalog, id, wave, {{"fenced_at", "coalesce(fenced_at, clock_timestamp())"}},
+                    {});
+}
+
+absl::Status ClearFencedAt(pg::Conn& catalog, std::int64_t id, int wave) {
+  return UpdateWave(catalog, id, wave, {{"fenced_at", "NULL"}}, {});
+}
+
+absl::Status RecordWritesSwitched(pg::Conn& catalog, std::int64_t id, int wave,
+                                  std::int64_t version, const std::string& fence_lsns,
+                                  double soak_seconds) {
+  return UpdateWave(
+      catalog, id, wave,
+      {{"step", "'writes_switched'"},
+       {"writes_at", "clock_timestamp()"},
+       {"write_window_ms",
+        "coalesce(write_window_ms, extract(epoch FROM clock_timestamp() - fenced_at) * 1000)"},
+       {"writes_version", "$3::bigint"},
+       {"fence_lsn", "$4"},
+       {"soak_until", "clock_timestamp() + make_interval(secs => $5::float8)"}},
+      {std::to_string(version), fence_lsns, fmt::format("{}", soak_seconds)});
 }
 
 absl::Status SetMigrationState(pg::Conn& catalog, std::int64_t id, std::string_view state) {
@@ -286,6 +313,31 @@ absl::Status SetLastError(pg::Conn& catalog, std::int64_t id, const std::string&
               "UPDATE shardline.migrations SET last_error = nullif($2, ''), updated_at = now() "
               "WHERE id = $1",
               {std::to_string(id), error});
+}
+
+absl::StatusOr<std::vector<std::string>> LiveRoutersBehind(pg::Conn& catalog, std::int64_t version,
+                                                           std::chrono::seconds stale_after) {
+  auto r = catalog.Exec(
+      "SELECT router_id || ' (' || host || ' pid ' || pid || ', at version ' || map_version "
+      "|| ')' FROM shardline.routers WHERE last_heartbeat > now() - make_interval(secs => $1) "
+      "AND map_version < $2 ORDER BY router_id",
+      {std::to_string(stale_after.count()), std::to_string(version)});
+  if (!r.ok()) return r.status();
+  std::vector<std::string> out;
+  for (int i = 0; i < r->rows(); ++i) out.push_back(r->String(i, 0));
+  return out;
+}
+
+absl::Status LockStart(pg::Conn& catalog) {
+  // "shlstart": a key of its own, beside the per-migration keys (from the tags).
+  auto r = catalog.Exec("SELECT pg_try_advisory_lock($1)", {std::to_string(0x73686c7374617274)});
+  if (!r.ok()) return r.status();
+  if (r->Text(0, 0) != "t") {
+    return absl::FailedPreconditionError(
+        "another `shardline rollout start` is running on this catalog; nothing was changed. "
+        "See `shardline rollout status` once it is done");
+  }
+  return absl::OkStatus();
 }
 
 absl::Status LockMigration(pg::Conn& catalog, std::int64_t id, std::string_view tag) {

@@ -5,6 +5,7 @@
 // over the catalog's pg::Conn: single-threaded, like the connection.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -101,7 +102,7 @@ absl::StatusOr<std::int64_t> CreateMigration(pg::Conn& catalog, const std::strin
 
 // Loads migration `id`. NotFound "migration 7 does not exist" when absent.
 absl::StatusOr<MigrationState> LoadMigration(pg::Conn& catalog, std::int64_t id);
-// Ids of every migration, newest first.
+// Ids of every migration, newest first; none when the catalog has no rollout tables yet.
 absl::StatusOr<std::vector<std::int64_t>> ListMigrations(pg::Conn& catalog);
 
 // Records that `step` of `wave` (0 = the migration) begins; returns the step row's id.
@@ -116,6 +117,16 @@ absl::Status EndStep(pg::Conn& catalog, std::int64_t step_id, bool ok, const std
 absl::Status UpdateWave(pg::Conn& catalog, std::int64_t id, int wave,
                         const std::vector<std::pair<std::string, std::string>>& assignments,
                         const pg::Params& params);
+// The write window of wave `wave`: fenced_at stamped before the fence (a rerun keeps the first
+// stamp), cleared when the window is reverted, and the switch recorded (step writes_switched,
+// the owner map's version, the fence positions, write_window_ms, soak_until) after the owner
+// map is published.
+absl::Status RecordFencedAt(pg::Conn& catalog, std::int64_t id, int wave);
+absl::Status ClearFencedAt(pg::Conn& catalog, std::int64_t id, int wave);
+absl::Status RecordWritesSwitched(pg::Conn& catalog, std::int64_t id, int wave,
+                                  std::int64_t version, const std::string& fence_lsns,
+                                  double soak_seconds);
+
 // Sets a migration's state (finished_at too unless running) and clears or sets last_error.
 absl::Status SetMigrationState(pg::Conn& catalog, std::int64_t id, std::string_view state);
 
@@ -135,6 +146,15 @@ absl::Status SetPublishedVersion(pg::Conn& catalog, std::int64_t id, std::int64_
 // The active migration (running or ending) other than `except`, or 0 when none.
 absl::StatusOr<std::int64_t> ActiveMigration(pg::Conn& catalog, std::int64_t except = 0);
 absl::Status SetLastError(pg::Conn& catalog, std::int64_t id, const std::string& error);
+
+// Live routers (heartbeat within `stale_after`) at a map version below `version`, each as
+// "id (host pid N, at version V)", by id.
+absl::StatusOr<std::vector<std::string>> LiveRoutersBehind(pg::Conn& catalog, std::int64_t version,
+                                                           std::chrono::seconds stale_after);
+
+// Takes the session lock `rollout start` holds for its whole run (released when the connection
+// closes, also on a kill). FailedPrecondition when another start holds it.
+absl::Status LockStart(pg::Conn& catalog);
 
 // Takes a session-level advisory lock on the catalog connection for migration `id` (tag `tag`), so
 // that one process drives it at a time. FailedPrecondition "migration 7 is being driven by another

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <charconv>
 #include <numeric>
+#include <set>
 
 namespace shardline::migrate {
 
@@ -181,6 +182,31 @@ std::vector<std::pair<std::int64_t, std::int64_t>> CoalesceRanges(
     }
   }
   return out;
+}
+
+std::map<std::string, ReplicationNeed> ReplicationNeeds(
+    const std::vector<RangeMove>& moves, const std::vector<std::vector<std::size_t>>& waves,
+    int sync_workers) {
+  std::map<std::string, ReplicationNeed> peak;
+  std::map<std::string, int> reverse_slots, reverse_workers;  // of the waves so far
+  for (const auto& wave : waves) {
+    std::set<std::pair<std::string, std::string>> pairs;
+    for (std::size_t i : wave) pairs.insert({moves[i].from, moves[i].to});
+    std::map<std::string, ReplicationNeed> now;
+    for (const auto& [from, to] : pairs) {
+      now[from].slots += 1 + sync_workers;
+      now[to].workers += 1 + sync_workers;
+      reverse_slots[to] += 1;  // made before this wave's window, kept until cleanup
+      reverse_workers[from] += 1;
+    }
+    for (const auto& [node, n] : reverse_slots) now[node].slots += n;
+    for (const auto& [node, n] : reverse_workers) now[node].workers += n;
+    for (const auto& [node, n] : now) {
+      peak[node].slots = std::max(peak[node].slots, n.slots);
+      peak[node].workers = std::max(peak[node].workers, n.workers);
+    }
+  }
+  return peak;
 }
 
 namespace {

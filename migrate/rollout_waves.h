@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -74,6 +75,20 @@ std::int64_t PauseLockKey(std::string_view tag);
 // Coalesces sorted (lo, hi) pairs that touch (hi + 1 == next lo) into one.
 std::vector<std::pair<std::int64_t, std::int64_t>> CoalesceRanges(
     std::vector<std::pair<std::int64_t, std::int64_t>> ranges);
+
+// What a rollout needs of each node's replication capacity at its peak: logical slots and WAL
+// senders (as a publisher) and logical-replication workers (as a subscriber). A wave's forward
+// pair holds a slot on its source plus up to `sync_workers` table-sync slots during the initial
+// copy (and as many workers besides the apply worker on its target) until its writes switch;
+// each switched pair keeps a reverse slot on its target and an apply worker on its source until
+// cleanup. The peak is the largest wave plus every reverse pair of it and before it.
+struct ReplicationNeed {
+  int slots = 0;    // = WAL senders
+  int workers = 0;  // logical replication workers (apply + table sync)
+};
+std::map<std::string, ReplicationNeed> ReplicationNeeds(
+    const std::vector<RangeMove>& moves, const std::vector<std::vector<std::size_t>>& waves,
+    int sync_workers);
 
 // The parts of `ranges` (sorted, disjoint) that `map` gives wholly to `node`: it owns them and
 // serves their reads. What cleanup may delete from a move's source: only where the current map

@@ -33,6 +33,11 @@ absl::StatusOr<RolloutOptions> EngineOptions(const RolloutCliOptions& o) {
   e.statement_timeout = Ms(o.statement_timeout_s);
   e.lock_timeout = Ms(o.lock_timeout_s);
   e.fence_grace = Ms(o.fence_grace_s);
+  absl::StatusOr<double> window = ParseDurationSeconds(o.write_window);
+  if (!window.ok()) {
+    return UsageError(fmt::format("--write-window: {}", std::string(window.status().message())));
+  }
+  e.write_window = Ms(*window);
   e.delete_batch = o.delete_batch;
   e.delete_rows_per_second = o.delete_rate;
   if (!o.json) {
@@ -170,6 +175,9 @@ void AddTimeouts(CLI::App* cmd, RolloutCliOptions& o) {
                   "(default 300; a statement that runs longer fails its step, named)");
   cmd->add_option("--lock-timeout", o.lock_timeout_s,
                   "lock_timeout, in seconds, of every connection the command opens (default 10)");
+  cmd->add_option("--write-window", o.write_window,
+                  "Deadline of a wave's write window, from the fence to the owner map (default "
+                  "5s): past it the switch reverts by itself (the sources take writes again)");
   cmd->add_option("--fence-grace", o.fence_grace_s,
                   "Seconds a transaction older than a fence may stay open before the command "
                   "terminates it (default 5): a REPEATABLE READ writer could write past the "

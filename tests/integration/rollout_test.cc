@@ -616,6 +616,8 @@ TEST_F(RolloutTest, RollbackKilledAtEveryStepAndRerunLosesNothing) {
   Cli({"rollout", "rollback", "--migration", "1"}, 0);
   ASSERT_TRUE(writer.WaitForMoreWrites(100));
   writer.Stop();
+  CommandResult orphans = Cli({"verify", "--orphans", "--catalog", db_->control_dsn(), "--json"}, 0);
+  EXPECT_EQ(Json::parse(orphans.out, nullptr, false)["total"], 0) << orphans.out;
   // A kill while both sides are fenced makes writes wait until the rerun (a write that waits
   // longer than the router's fence wait fails, unacknowledged); acknowledged ones are all kept.
   std::printf("rollback killed %zu times; %zu writes failed while it was down\n", points.size(),
@@ -658,23 +660,26 @@ TEST_F(RolloutTest, RollbackWithOneWaveSwitchedAndTheNextReadingFromTheTarget) {
   ExpectMarksOnlyWhereNotServed();
 }
 
-// Issue scenario 1: cleanup killed after it deleted rows from a source, then rollback. The
-// cleanup's state is one-way: rollback, abort and advance are refused, status points to
-// cleanup, and cleanup run again finishes with every acknowledged write on its owner.
-TEST_F(RolloutTest, CleanupKilledAfterDeletingRefusesRollbackAndFinishesOnRerun) {
+// Issue scenario 1: cleanup killed at each step it records (after dropping replication; after it
+// deleted a source's rows), then rollback and the others. The cleanup's state is one-way:
+// rollback, abort and advance are refused, status points to cleanup, and cleanup run again
+// finishes with every acknowledged write on its owner and no orphan left.
+TEST_F(RolloutTest, CleanupKilledAtEveryStepRefusesRollbackAndFinishesOnRerun) {
   Writer writer(db_->control_dsn(), 11);
   writer.Start();
   Cli({"rollout", "start", "--plan", plan_, "--waves", "100%"}, 0);
   ASSERT_NO_FATAL_FAILURE(RunUntil(1, "writes_switched"));
   ASSERT_TRUE(writer.WaitForMoreWrites(200));
-  Cli({"rollout", "cleanup", "--migration", "1"}, 128 + SIGKILL,
-      {{"SHARDLINE_ROLLOUT_KILL_AT", "cleanup:source_deleted"}});
-  EXPECT_EQ(Status()[0]["state"], "cleaning");
-  EXPECT_THAT(Status()[0]["next"].get<std::string>(), HasSubstr("cleanup --migration 1"));
-  for (const char* other : {"rollback", "abort", "advance"}) {
-    CommandResult r = Cli({"rollout", other, "--migration", "1"}, 1);
-    EXPECT_THAT(r.err, HasSubstr("migration 1 is cleaning up")) << other;
-    EXPECT_THAT(r.err, HasSubstr("rollout cleanup --migration 1")) << other;
+  for (const char* point : {"cleanup:replication_dropped", "cleanup:source_deleted"}) {
+    Cli({"rollout", "cleanup", "--migration", "1"}, 128 + SIGKILL,
+        {{"SHARDLINE_ROLLOUT_KILL_AT", point}});
+    EXPECT_EQ(Status()[0]["state"], "cleaning") << point;
+    EXPECT_THAT(Status()[0]["next"].get<std::string>(), HasSubstr("cleanup --migration 1"));
+    for (const char* other : {"rollback", "abort", "advance"}) {
+      CommandResult r = Cli({"rollout", other, "--migration", "1"}, 1);
+      EXPECT_THAT(r.err, HasSubstr("migration 1 is cleaning up")) << point << " " << other;
+      EXPECT_THAT(r.err, HasSubstr("rollout cleanup --migration 1")) << point << " " << other;
+    }
   }
   Cli({"rollout", "cleanup", "--migration", "1"}, 0);
   ASSERT_TRUE(writer.WaitForMoreWrites(100));
@@ -683,6 +688,8 @@ TEST_F(RolloutTest, CleanupKilledAfterDeletingRefusesRollbackAndFinishesOnRerun)
   ExpectWritesOnOwners(writer.Acked(), /*exclusive=*/true);
   ExpectMarksOnlyWhereNotServed();
   EXPECT_EQ(Status()[0]["state"], "cleaned");
+  CommandResult orphans = Cli({"verify", "--orphans", "--catalog", db_->control_dsn(), "--json"}, 0);
+  EXPECT_EQ(Json::parse(orphans.out, nullptr, false)["total"], 0) << orphans.out;
 }
 
 // Issue scenario 2: rollback killed right after it published the original map. Status must
@@ -879,6 +886,62 @@ TEST_F(RolloutTest, TheCatalogHoldsAtMostOneActiveMigration) {
       "INSERT INTO shardline.migrations (plan_toml, base_version, wave_percents) "
       "VALUES ('x', 1, '100')");
   EXPECT_THAT(dup.status(), StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("migrations_one_active")));
+}
+
+// The write window has a deadline: past it the switch reverts by itself (the sources take writes
+// again, nothing is published), and advance run again completes the switch.
+TEST_F(RolloutTest, WriteWindowPastItsDeadlineRevertsAndTheSourcesKeepTheRanges) {
+  Writer writer(db_->control_dsn(), 14);
+  writer.Start();
+  Cli({"rollout", "start", "--plan", plan_, "--waves", "100%"}, 0);
+  ASSERT_NO_FATAL_FAILURE(RunUntil(1, "reads_switched"));
+  const std::int64_t version = CurrentMap()->version();
+  CommandResult r = Cli({"rollout", "advance", "--migration", "1", "--write-window", "1ms"}, 1);
+  EXPECT_THAT(r.err, HasSubstr("wave 1: the write window did not close within 1 ms"));
+  EXPECT_THAT(r.err, HasSubstr("reverted: the sources take writes again"));
+  Json s = Status();
+  EXPECT_EQ(s[0]["waves"][0]["step"], "reads_switched");
+  EXPECT_EQ(s[0]["waves"][0]["fenced_at"], "");
+  EXPECT_EQ(CurrentMap()->version(), version) << "a reverted window publishes nothing";
+  for (int node = 0; node < 2; ++node) {
+    EXPECT_EQ(Count(node, "SELECT count(*) FROM shardline.fenced_ranges WHERE mode = 'fence'"), 0)
+        << "node n" << node + 1 << " still fences a range it owns";
+  }
+  ASSERT_TRUE(writer.WaitForMoreWrites(300));  // the sources take them
+  Cli({"rollout", "advance", "--migration", "1"}, 0);
+  EXPECT_EQ(Status()[0]["waves"][0]["step"], "writes_switched");
+  ASSERT_TRUE(writer.WaitForMoreWrites(200));
+  Cli({"rollout", "cleanup", "--migration", "1"}, 0);
+  writer.Stop();
+  // A write that met the fence in the reverted window waited for a map moving its range and,
+  // none coming, failed unacknowledged: only such errors are allowed.
+  for (const std::string& e : writer.Errors()) EXPECT_THAT(e, HasSubstr("fenced")) << e;
+  EXPECT_LE(writer.Errors().size(), 10u);
+  ExpectWritesOnOwners(writer.Acked(), /*exclusive=*/true);
+  EXPECT_EQ(ReplicationObjects(), 0);
+}
+
+// start checks what later steps need, before anything is touched: here that the sources'
+// servers can open the reverse replication connection to the new node with the map's
+// connection string. The CLI reaches n3 (PGUSER in its environment); the servers, which do
+// not have that environment, cannot.
+TEST_F(RolloutTest, StartRefusesWhenASourceServerCannotReachTheTargetForReverseReplication) {
+  std::string no_user = db_->node_dsn(2);
+  const auto at = no_user.find(" user=app");
+  ASSERT_NE(at, std::string::npos) << no_user;
+  no_user.erase(at, std::string(" user=app").size());
+  const std::string plan = (dir_ / "no-user.toml").string();
+  Cli({"rebalance", "plan", "--add-node", "n3=" + no_user, "--by", "ranges", "-o", plan}, 0,
+      {{"PGUSER", "app"}});
+  CommandResult r = Cli({"rollout", "start", "--plan", plan, "--waves", "100%"}, 1,
+                        {{"PGUSER", "app"}});
+  EXPECT_THAT(r.err, HasSubstr("cannot start; nothing was changed"));
+  EXPECT_THAT(r.err, HasSubstr("node n1 cannot open a replication connection to node n3"));
+  EXPECT_THAT(r.err, HasSubstr("node n2 cannot open a replication connection to node n3"));
+  EXPECT_THAT(r.err, ::testing::Not(HasSubstr("node n3 cannot open")));  // n3 -> n1, n2 work
+  EXPECT_EQ(Count(-1, "SELECT count(*) FROM shardline.migrations"), 0);
+  EXPECT_EQ(Count(2, "SELECT count(*) FROM pg_tables WHERE tablename = 'users'"), 0);
+  EXPECT_EQ(ReplicationObjects(), 0);
 }
 
 // A stage's publish refuses when someone else published in between, instead of overwriting.

@@ -231,5 +231,26 @@ TEST(PartsNotServedBy, DropsWhatTheNodeOwnsOrServesReadsFor) {
               ElementsAre(std::pair<std::int64_t, std::int64_t>{-10, 150}));
 }
 
+TEST(ReplicationNeeds, PeakIsTheLargestWavePlusEveryReversePairSoFar) {
+  // Wave 1: a -> c. Wave 2: a -> c and b -> c. Wave 3: b -> c.
+  RangeMove m1 = Move(0, 9, 10), m2 = Move(10, 19, 10), m3 = Move(20, 29, 10),
+            m4 = Move(30, 39, 10);
+  m3.from = "b";
+  m4.from = "b";
+  const std::vector<RangeMove> moves = {m1, m2, m3, m4};
+  auto need = ReplicationNeeds(moves, {{0}, {1, 2}, {3}}, /*sync_workers=*/2);
+  // a: wave 2's forward slot + 2 sync slots, and no reverse slot (a is never a target).
+  EXPECT_EQ(need["a"].slots, 3);
+  // a subscribes in reverse once per switched pair it is the source of: waves 1 and 2.
+  EXPECT_EQ(need["a"].workers, 2);
+  // b: a forward slot + 2 sync slots in waves 2 and 3; reverse workers 1 then 2.
+  EXPECT_EQ(need["b"].slots, 3);
+  EXPECT_EQ(need["b"].workers, 2);
+  // c: wave 2 has two forward subscriptions (2 x 3 workers) and three reverse slots by then
+  // (wave 1's, and wave 2's two made before its window); wave 3 has 4 reverse slots.
+  EXPECT_EQ(need["c"].workers, 6);
+  EXPECT_EQ(need["c"].slots, 4);
+}
+
 }  // namespace
 }  // namespace shardline::migrate

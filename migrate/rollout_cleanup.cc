@@ -1,0 +1,93 @@
+// Phase cleanup: see rollout_phases.h.
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <map>
+
+#include "rollout_node.h"
+#include "rollout_phases.h"
+#include "rollout_waves.h"
+
+namespace shardline::migrate {
+
+absl::Status Cleanup(RolloutContext& ctx) {
+  if (auto s = ctx.RequireState("cleanup"); !s.ok()) return s;
+  auto current = ctx.LoadCurrentMap();
+  if (!current.ok()) return current.status();
+  if (ctx.state().migration.state == kMigrationRunning) {
+    for (const WaveRecord& w : ctx.state().waves) {
+      if (w.step < WaveStep::kWritesSwitched) {
+        return absl::FailedPreconditionError(fmt::format(
+            "migration {}: wave {} is at step {}; cleanup comes after every wave switched "
+            "writes (run advance)",
+            ctx.id(), w.wave, WaveStepName(w.step)));
+      }
+    }
+    const WaveRecord& last = ctx.state().waves.back();
+    if (!last.soak_over) {
+      return absl::FailedPreconditionError(
+          fmt::format("migration {}: wave {} soaks until {} ({:.0f} s left); cleanup after that",
+                      ctx.id(), last.wave, last.soak_until, last.soak_left_seconds));
+    }
+    // Decided from the catalog's current map, not the plan: every moved range must be held
+    // by the node it moved to.
+    std::vector<std::string> problems;
+    for (const RangeRecord& r : ctx.state().ranges) {
+      const HashRangeList whole = {{r.lo, r.hi}};
+      if (PartsHeldBy(*current->map, whole, r.target) != whole) {
+        problems.push_back(
+            fmt::format("range {}..{} (moved {} -> {})", r.lo, r.hi, r.source, r.target));
+      }
+    }
+    if (!problems.empty()) {
+      return absl::FailedPreconditionError(fmt::format(
+          "migration {}: the catalog's current map (version {}) does not give these moved "
+          "ranges wholly to the node they moved to: {}; cleanup deleted nothing. See `shardline "
+          "map history`: republish the migration's map (`shardline map revert --to {}`) and run "
+          "cleanup again, or roll back",
+          ctx.id(), current->map->version(), fmt::join(problems, ", "),
+          ctx.state().migration.published_version));
+    }
+    // Routers first: a router still on an older map would write to a source.
+    if (auto s = ctx.WaitRouters(last.writes_version); !s.ok()) return s;
+    if (auto s =
+            TransitionMigration(ctx.catalog(), ctx.id(), kMigrationRunning, kMigrationCleaning);
+        !s.ok()) {
+      return s;
+    }
+    if (auto s = ctx.Reload(); !s.ok()) return s;
+  }
+  return ctx.RunStep(0, "cleanup", [&]() -> absl::Status {
+    if (auto s = ctx.DropAllReplication(); !s.ok()) return s;
+    ctx.Point("cleanup:replication_dropped");
+    std::map<std::pair<std::string, std::string>, HashRangeList> by_pair;
+    for (const RangeRecord& r : ctx.state().ranges)
+      by_pair[{r.source, r.target}].push_back({r.lo, r.hi});
+    for (auto& [pair, ranges] : by_pair) {
+      const auto& [source, target] = pair;
+      // Only where the current map has the target hold them: those rows are copies.
+      const HashRangeList moved = PartsHeldBy(*current->map, CoalesceRanges(ranges), target);
+      auto c = ctx.Node(source);
+      if (!c.ok()) return c.status();
+      auto n = DeleteCopies(**c, *current->map, source, moved, ctx.options().delete_batch,
+                            ctx.options().delete_rows_per_second);
+      if (!n.ok()) return n.status();
+      ctx.Log(fmt::format("deleted {} moved rows from node {}", *n, source));
+      ctx.Point("cleanup:source_deleted");
+      // The source keeps its fences: a router on an older map is refused there and re-routes.
+      if (auto s = KeepAsFences(**c, ctx.lock_key(), moved,
+                                fmt::format("moved to {} by migration {}", target, ctx.id()));
+          !s.ok()) {
+        return s;
+      }
+    }
+    for (const auto& [target, ranges] : ctx.RangesByTarget(ctx.AllWaves())) {
+      auto c = ctx.Node(target);
+      if (!c.ok()) return c.status();
+      if (auto s = UnmarkMigration(**c, ctx.lock_key(), ranges); !s.ok()) return s;
+    }
+    return SetMigrationState(ctx.catalog(), ctx.id(), kMigrationCleaned);
+  });
+}
+
+}  // namespace shardline::migrate

@@ -1,0 +1,22 @@
+// Phase switch reads of a wave: see rollout_phases.h.
+#include <fmt/format.h>
+
+#include "rollout_phases.h"
+
+namespace shardline::migrate {
+
+absl::Status SwitchReads(RolloutContext& ctx, int w) {
+  std::vector<WaveStep> steps = ctx.Steps();
+  steps[static_cast<std::size_t>(w - 1)] = WaveStep::kReadsSwitched;
+  auto version =
+      ctx.PublishStage(steps, fmt::format("rollout {} wave {}: switch reads", ctx.id(), w));
+  if (!version.ok()) return version.status();
+  ctx.Point("reads:published");
+  return UpdateWave(ctx.catalog(), ctx.id(), w,
+                    {{"step", "'reads_switched'"},
+                     {"reads_at", "clock_timestamp()"},
+                     {"reads_version", "$3::bigint"}},
+                    {std::to_string(*version)});
+}
+
+}  // namespace shardline::migrate
