@@ -8,6 +8,7 @@
 
 #include "absl/strings/cord.h"
 #include "cleanup.h"
+#include "shardline/errors.h"
 #include "rollout_waves.h"
 #include "shardline/dsn.h"
 
@@ -22,6 +23,27 @@ std::string Msg(const absl::Status& s) { return std::string(s.message()); }
 
 double MsSince(RolloutClock::time_point t) {
   return std::chrono::duration<double, std::milli>(RolloutClock::now() - t).count();
+}
+
+absl::Status ExplainTimeout(const absl::Status& s, const RolloutOptions& o) {
+  const std::optional<std::string> state = SqlStateOf(s);
+  std::string why;
+  if (state == "55P03") {
+    why = fmt::format(
+        " (waited longer than lock_timeout = {} ms for a lock: a transaction holds it; run the "
+        "command again once it ends, or raise --lock-timeout)",
+        o.lock_timeout.count());
+  } else if (state == "57014") {
+    why = fmt::format(
+        " (ran longer than statement_timeout = {} ms, or was cancelled; run the command again, "
+        "with a larger --statement-timeout if the step is long)",
+        o.statement_timeout.count());
+  } else {
+    return s;
+  }
+  absl::Status out(s.code(), fmt::format("{}{}", Msg(s), why));
+  s.ForEachPayload([&](auto url, const absl::Cord& payload) { out.SetPayload(url, payload); });
+  return out;
 }
 
 absl::Status WithContext(const absl::Status& s, std::string_view what) {
@@ -138,7 +160,7 @@ absl::Status RolloutContext::RunStep(int wave, const std::string& step,
   if (!step_id.ok()) return step_id.status();
   const auto start = Clock::now();
   Log(wave > 0 ? fmt::format("wave {}: {} ...", wave, step) : fmt::format("{} ...", step));
-  absl::Status s = fn();
+  absl::Status s = ExplainTimeout(fn(), o_);
   const std::string detail =
       s.ok() ? fmt::format("{:.0f} ms", MsSince(start)) : std::string(s.message());
   (void)EndStep(catalog_->conn(), *step_id, s.ok(), detail);

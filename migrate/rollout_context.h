@@ -45,6 +45,10 @@ double MsSince(RolloutClock::time_point t);
 // `s` with "what: " before its message (code and payloads kept).
 absl::Status WithContext(const absl::Status& s, std::string_view what);
 
+// `s` with what a timeout means and how to go on, when it is one: a lock wait past lock_timeout
+// (SQLSTATE 55P03) or a statement past statement_timeout (57014); `s` unchanged otherwise.
+absl::Status ExplainTimeout(const absl::Status& s, const RolloutOptions& o);
+
 // "lo..hi, lo..hi" for messages.
 std::string RangesText(const HashRangeList& ranges);
 

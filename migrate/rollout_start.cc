@@ -264,7 +264,9 @@ absl::StatusOr<std::int64_t> StartRollout(const RolloutOptions& options,
       if (!conns.count(s)) continue;
       auto info = DescribeTable(*conns[s], t.name);
       if (!info.ok()) {
-        problems.push_back(Msg(info.status()));
+        problems.push_back(Msg(ExplainTimeout(
+            WithContext(info.status(), fmt::format("node {}: reading table {}", s, t.name)),
+            options)));
         continue;
       }
       CheckPublishable(*info, t, s, problems);
@@ -289,7 +291,9 @@ absl::StatusOr<std::int64_t> StartRollout(const RolloutOptions& options,
           to_create.push_back({tg, &t});
           continue;
         }
-        problems.push_back(Msg(info.status()));
+        problems.push_back(Msg(ExplainTimeout(
+            WithContext(info.status(), fmt::format("node {}: reading table {}", tg, t.name)),
+            options)));
         continue;
       }
       if (auto s = CheckCompatible(source_info[t.name], *info, source_of_info, tg); !s.ok()) {

@@ -1,6 +1,7 @@
 // The `shardline` command: wires the subcommands (one file each in migrate/cli/), parses the
 // command line with CLI11, runs the one subcommand given and maps its status to the exit code
 // (0 ok, 1 failure or invalid input, 2 usage error). Nothing here decides anything.
+#include <cstdlib>
 #include <exception>
 #include <functional>
 #include <string>
@@ -54,7 +55,16 @@ struct Command {
   std::function<absl::Status()> run;
 };
 
+// No lock wait of the CLI is unbounded: every connection it opens (catalog, nodes) starts with
+// lock_timeout = 10 s through libpq's PGOPTIONS, unless the user set PGOPTIONS. Statements are
+// not given a statement_timeout here (a verify or backfill pass over a large table is one long
+// statement); `rollout` sets its own per step (--statement-timeout, --lock-timeout).
+void DefaultLockTimeout() {
+  if (std::getenv("PGOPTIONS") == nullptr) ::setenv("PGOPTIONS", "-c lock_timeout=10000", 0);
+}
+
 int Main(int argc, char** argv) {
+  DefaultLockTimeout();
   CLI::App app("shardline: administer the shard map of a sharded PostgreSQL deployment and move "
                "data between its nodes",
                "shardline");
@@ -64,7 +74,8 @@ int Main(int argc, char** argv) {
   });
   app.footer(
       "Exit status: 0 ok, 1 failure or invalid input, 2 usage error.\n"
-      "Environment: SHARDLINE_CATALOG stands in for --catalog DSN.\n"
+      "Environment: SHARDLINE_CATALOG stands in for --catalog DSN. Connections wait at most\n"
+      "10 s for a lock (lock_timeout) unless PGOPTIONS is set.\n"
       "Every command has --help, e.g. `shardline map locate --help`.\n"
       "\n"
       "Examples:\n"

@@ -944,6 +944,27 @@ TEST_F(RolloutTest, StartRefusesWhenASourceServerCannotReachTheTargetForReverseR
   EXPECT_EQ(ReplicationObjects(), 0);
 }
 
+// No wait is unbounded: a transaction holding a source table keeps start from reading it; start
+// gives up after --lock-timeout and says on which node, which table, what it waited for and what
+// to do, with nothing changed.
+TEST_F(RolloutTest, StartGivesUpOnALockedTableWithinItsLockTimeoutAndNamesIt) {
+  auto holder = ConnectOrDie(db_->node_dsn(0));
+  ASSERT_TRUE(holder->Exec("BEGIN").ok());
+  ASSERT_TRUE(holder->Exec("LOCK TABLE users IN ACCESS EXCLUSIVE MODE").ok());
+  CommandResult r =
+      Cli({"rollout", "start", "--plan", plan_, "--waves", "100%", "--lock-timeout", "1"}, 1);
+  EXPECT_THAT(r.err, HasSubstr("cannot start; nothing was changed"));
+  EXPECT_THAT(r.err, HasSubstr("node n1: reading table users"));
+  EXPECT_THAT(r.err, HasSubstr("waited longer than lock_timeout = 1000 ms for a lock"));
+  EXPECT_THAT(r.err, HasSubstr("run the command again once it ends"));
+  EXPECT_THAT(r.err, ::testing::Not(HasSubstr("WARNING")));
+  ASSERT_TRUE(holder->Exec("ROLLBACK").ok());
+  EXPECT_EQ(Count(-1, "SELECT count(*) FROM shardline.migrations"), 0);
+  EXPECT_EQ(Count(2, "SELECT count(*) FROM pg_tables WHERE tablename = 'users'"), 0);
+  Cli({"rollout", "start", "--plan", plan_, "--waves", "100%"}, 0);  // once the lock is gone
+  Cli({"rollout", "abort", "--migration", "1"}, 0);
+}
+
 // A stage's publish refuses when someone else published in between, instead of overwriting.
 TEST_F(RolloutTest, PublishRefusesWhenAnotherMapWasPublishedInBetween) {
   Cli({"rollout", "start", "--plan", plan_, "--waves", "100%"}, 0);
