@@ -94,7 +94,8 @@ void CheckShardable(const TableInfo& info, const TableConfig& table, KeyType key
         "node {}: table {} is a partition of a partitioned table; a moved range would leave its "
         "parent: shard the rows in a plain table",
         node, info.name));
-  } else if (info.has_parents || info.has_children) {
+  } else if (info.relkind != 'p' && (info.has_parents || info.has_children)) {
+    // (A partitioned table's partitions are pg_inherits children too: said above.)
     problems.push_back(fmt::format(
         "node {}: table {} {} (INHERITS); a publication and a clone of one member of an "
         "inheritance tree would not carry the others' rows: shard a table outside inheritance",
