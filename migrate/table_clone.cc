@@ -120,6 +120,12 @@ void CheckShardable(const TableInfo& info, const TableConfig& table, KeyType key
         "row filter hash ({}) takes {}: change the column's type (or the map's key type)",
         node, info.name, table.key, key->type, KeyTypeName(key_type),
         HashSqlExpression(key_type, "..."), accepted));
+  } else if (key_type == KeyType::kText && !key->collation_deterministic) {
+    problems.push_back(fmt::format(
+        "node {}: table {}: shard key column \"{}\" has the nondeterministic collation {}; the "
+        "row filter would hash its values under that collation while the router hashes their "
+        "bytes: give the column a deterministic collation",
+        node, info.name, table.key, key->collation));
   }
 }
 

@@ -33,7 +33,8 @@ namespace shardline::migrate {
 //           values are read back blank-padded while the cast to text strips the padding, so a
 //           key routed by the value read back would hash differently from the row's filter;
 //   uuid:   uuid.
-// Domains and other types are not accepted. Pure.
+// Domains and other types are not accepted. (CheckShardable also refuses a text key under a
+// nondeterministic collation: the filter would hash by collation, the router by bytes.) Pure.
 bool KeyColumnTypeAccepted(KeyType key_type, std::string_view column_type);
 
 // Appends one problem line per reason `info` (the table as described on `node`) cannot be

@@ -69,7 +69,8 @@ absl::StatusOr<TableInfo> DescribeTable(pg::Conn& conn, const std::string& table
       "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, "
       "a.attgenerated <> '', coalesce(pg_get_expr(d.adbin, d.adrelid), ''), a.attidentity, "
       "CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation "
-      "THEN quote_ident(cn.nspname) || '.' || quote_ident(co.collname) ELSE '' END, a.attnum "
+      "THEN quote_ident(cn.nspname) || '.' || quote_ident(co.collname) ELSE '' END, a.attnum, "
+      "coalesce(co.collisdeterministic, true) "
       "FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
       "LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
       "LEFT JOIN pg_collation co ON co.oid = a.attcollation "
@@ -87,6 +88,7 @@ absl::StatusOr<TableInfo> DescribeTable(pg::Conn& conn, const std::string& table
     c.default_expr = cols->String(r, 4);
     if (auto id = cols->Text(r, 5); !id.empty()) c.identity = id[0];
     c.collation = cols->String(r, 6);
+    c.collation_deterministic = cols->Text(r, 8) != "f";
     info.columns.push_back(std::move(c));
     attnums.push_back(cols->String(r, 7));
   }

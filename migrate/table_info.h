@@ -43,6 +43,8 @@ struct ColumnInfo {
   // COLLATE clause operand (quoted, schema-qualified) when the column's collation is not its
   // type's default; "" otherwise.
   std::string collation;
+  // False for a nondeterministic (ICU) collation, under which equal texts may differ in bytes.
+  bool collation_deterministic = true;
   // Identity: its sequence. Otherwise the sequences the default expression depends on.
   std::vector<SequenceInfo> sequences;
 };

@@ -277,6 +277,12 @@ CREATE TABLE u (id uuid PRIMARY KEY);
               ElementsAre(HasSubstr("\"id\" is character(8), but the map's key type is text")));
   EXPECT_THAT(Clonable("v", "id", KeyType::kText), IsEmpty());
   EXPECT_THAT(Clonable("u", "id", KeyType::kUuid), IsEmpty());
+  Run(*source_, R"sql(
+CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+CREATE TABLE ci_keys (id text COLLATE ci PRIMARY KEY);
+)sql");
+  EXPECT_THAT(Clonable("ci_keys", "id", KeyType::kText),
+              ElementsAre(HasSubstr("\"id\" has the nondeterministic collation public.ci")));
   EXPECT_THAT(Clonable("v", "nope", KeyType::kText),
               ElementsAre(HasSubstr("table v has no shard key column \"nope\"")));
 }
