@@ -52,7 +52,7 @@ struct ColumnInfo {
 // A table constraint from pg_constraint (NOT NULL is a column property in PostgreSQL 15).
 struct ConstraintInfo {
   std::string name;        // unquoted
-  char type = 'c';         // contype: p primary, u unique, c check, f foreign, x exclusion, t trigger
+  char type = 'c';  // contype: p primary, u unique, c check, f foreign, x exclusion, t trigger
   std::string definition;  // pg_get_constraintdef, e.g. "CHECK ((qty > 0))", "UNIQUE (email)"
 };
 
@@ -87,8 +87,8 @@ struct TableInfo {
 };
 
 // Reads the table's description (catalog queries only; expressions and definitions are
-// rendered under the session's search_path). NotFound "node a: table "public.users" does not exist" when
-// absent.
+// rendered under the session's search_path). NotFound "node a: table "public.users" does not
+// exist" when absent.
 absl::StatusOr<TableInfo> DescribeTable(pg::Conn& conn, const std::string& table);
 
 // The key to order and resume by: the configured primary_key if the map gives one, else the

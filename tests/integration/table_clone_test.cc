@@ -132,7 +132,8 @@ TEST_F(TableCloneTest, CloneReproducesColumnsConstraintsIndexesAndReplicaIdentit
   CheckClonable(info, Table(name, "user_id"), KeyType::kBigint, "a", problems);
   EXPECT_THAT(problems, IsEmpty());
 
-  ASSERT_TRUE(CloneTable(*source_, *target_, info, Table(name, "user_id")).ok());
+  auto cloned = CloneTable(*source_, *target_, info, Table(name, "user_id"));
+  ASSERT_TRUE(cloned.ok()) << cloned;
 
   const auto columns = Rows(*source_, kColumnsSql, name);
   EXPECT_EQ(Rows(*target_, kColumnsSql, name), columns);
@@ -168,7 +169,8 @@ TEST_F(TableCloneTest, CloneReproducesColumnsConstraintsIndexesAndReplicaIdentit
 TEST_F(TableCloneTest, ClonedTableObeysTheDefinitionAndContinuesTheSequences) {
   Run(*source_, kOrdersDdl);
   const std::string name = "Shop.Orders";
-  ASSERT_TRUE(CloneTable(*source_, *target_, Describe(*source_, name), Table(name, "user_id")).ok());
+  auto cloned = CloneTable(*source_, *target_, Describe(*source_, name), Table(name, "user_id"));
+  ASSERT_TRUE(cloned.ok()) << cloned;
 
   // Identity and serial go on after the source's last values (110 and 3); the generated column
   // is computed; the default applies.
