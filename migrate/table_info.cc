@@ -42,7 +42,10 @@ absl::StatusOr<TableInfo> DescribeTable(pg::Conn& conn, const std::string& table
   // to_regclass takes the quoted name as a parameter: no splicing.
   auto rel = conn.Exec(
       "SELECT c.oid::bigint, c.relreplident, greatest(c.reltuples, 0)::bigint, "
-      "pg_total_relation_size(c.oid) FROM pg_class c WHERE c.oid = to_regclass($1)",
+      "pg_total_relation_size(c.oid), c.relkind, c.relpersistence, c.relispartition, "
+      "EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = c.oid), "
+      "EXISTS (SELECT 1 FROM pg_inherits WHERE inhparent = c.oid), c.relrowsecurity "
+      "FROM pg_class c WHERE c.oid = to_regclass($1)",
       {info.quoted});
   if (!rel.ok()) return rel.status();
   if (rel->rows() == 0) {
@@ -54,15 +57,28 @@ absl::StatusOr<TableInfo> DescribeTable(pg::Conn& conn, const std::string& table
   info.replica_identity = ident.empty() ? 'd' : ident[0];
   info.estimated_rows = rel->Int64Or0(0, 2);
   info.total_bytes = rel->Int64Or0(0, 3);
+  if (auto k = rel->Text(0, 4); !k.empty()) info.relkind = k[0];
+  if (auto p = rel->Text(0, 5); !p.empty()) info.persistence = p[0];
+  info.is_partition = rel->Text(0, 6) == "t";
+  info.has_parents = rel->Text(0, 7) == "t";
+  info.has_children = rel->Text(0, 8) == "t";
+  info.row_security = rel->Text(0, 9) == "t";
 
   const std::string oid = std::to_string(info.oid);
   auto cols = conn.Exec(
       "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, "
-      "a.attgenerated <> '', coalesce(pg_get_expr(d.adbin, d.adrelid), '') "
-      "FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+      "a.attgenerated <> '', coalesce(pg_get_expr(d.adbin, d.adrelid), ''), a.attidentity, "
+      "CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation "
+      "THEN quote_ident(cn.nspname) || '.' || quote_ident(co.collname) ELSE '' END, a.attnum, "
+      "coalesce(co.collisdeterministic, true) "
+      "FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+      "LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+      "LEFT JOIN pg_collation co ON co.oid = a.attcollation "
+      "LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace "
       "WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
       {oid});
   if (!cols.ok()) return cols.status();
+  std::vector<std::string> attnums;  // parallel to info.columns
   for (int r = 0; r < cols->rows(); ++r) {
     ColumnInfo c;
     c.name = cols->String(r, 0);
@@ -70,7 +86,51 @@ absl::StatusOr<TableInfo> DescribeTable(pg::Conn& conn, const std::string& table
     c.not_null = cols->Text(r, 2) == "t";
     c.generated = cols->Text(r, 3) == "t";
     c.default_expr = cols->String(r, 4);
+    if (auto id = cols->Text(r, 5); !id.empty()) c.identity = id[0];
+    c.collation = cols->String(r, 6);
+    c.collation_deterministic = cols->Text(r, 8) != "f";
     info.columns.push_back(std::move(c));
+    attnums.push_back(cols->String(r, 7));
+  }
+  // The sequences behind the columns: an identity's own (an internal dependency of the
+  // sequence on the column), a default's (a normal dependency of the default on the sequence).
+  auto seqs = conn.Exec(
+      "SELECT x.attnum, n.nspname, s.relname, format_type(q.seqtypid, NULL), q.seqstart, "
+      "q.seqincrement, q.seqmin, q.seqmax, q.seqcache, q.seqcycle, "
+      "EXISTS (SELECT 1 FROM pg_depend o WHERE o.classid = 'pg_class'::regclass "
+      "        AND o.objid = s.oid AND o.refclassid = 'pg_class'::regclass "
+      "        AND o.refobjid = $1::oid AND o.refobjsubid = x.attnum AND o.deptype = 'a') "
+      "FROM ("
+      "  SELECT dep.refobjsubid AS attnum, dep.objid AS seq FROM pg_depend dep "
+      "  WHERE dep.classid = 'pg_class'::regclass AND dep.refclassid = 'pg_class'::regclass "
+      "    AND dep.refobjid = $1::oid AND dep.deptype = 'i' "
+      "  UNION "
+      "  SELECT d.adnum, dep.refobjid FROM pg_attrdef d JOIN pg_depend dep "
+      "    ON dep.classid = 'pg_attrdef'::regclass AND dep.objid = d.oid "
+      "    AND dep.refclassid = 'pg_class'::regclass "
+      "  WHERE d.adrelid = $1::oid) x "
+      "JOIN pg_class s ON s.oid = x.seq AND s.relkind = 'S' "
+      "JOIN pg_namespace n ON n.oid = s.relnamespace JOIN pg_sequence q ON q.seqrelid = s.oid "
+      "ORDER BY x.attnum, n.nspname, s.relname",
+      {oid});
+  if (!seqs.ok()) return seqs.status();
+  for (int r = 0; r < seqs->rows(); ++r) {
+    const std::string attnum = seqs->String(r, 0);
+    for (std::size_t i = 0; i < attnums.size(); ++i) {
+      if (attnums[i] != attnum) continue;
+      SequenceInfo q;
+      q.schema = seqs->String(r, 1);
+      q.name = seqs->String(r, 2);
+      q.type = seqs->String(r, 3);
+      q.start = seqs->Int64Or0(r, 4);
+      q.increment = seqs->Int64Or0(r, 5);
+      q.min = seqs->Int64Or0(r, 6);
+      q.max = seqs->Int64Or0(r, 7);
+      q.cache = seqs->Int64Or0(r, 8);
+      q.cycle = seqs->Text(r, 9) == "t";
+      q.owned_by_column = seqs->Text(r, 10) == "t";
+      info.columns[i].sequences.push_back(std::move(q));
+    }
   }
   auto pk = conn.Exec(
       "SELECT a.attname FROM pg_index i "
@@ -80,6 +140,37 @@ absl::StatusOr<TableInfo> DescribeTable(pg::Conn& conn, const std::string& table
       {oid});
   if (!pk.ok()) return pk.status();
   for (int r = 0; r < pk->rows(); ++r) info.primary_key.push_back(pk->String(r, 0));
+
+  auto cons = conn.Exec(
+      "SELECT conname, contype, pg_get_constraintdef(oid) FROM pg_constraint "
+      "WHERE conrelid = $1::oid ORDER BY conname",
+      {oid});
+  if (!cons.ok()) return cons.status();
+  for (int r = 0; r < cons->rows(); ++r) {
+    ConstraintInfo c;
+    c.name = cons->String(r, 0);
+    if (auto t = cons->Text(r, 1); !t.empty()) c.type = t[0];
+    c.definition = cons->String(r, 2);
+    info.constraints.push_back(std::move(c));
+  }
+  auto idx = conn.Exec(
+      "SELECT pg_get_indexdef(i.indexrelid), i.indisreplident, x.relname, "
+      "EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conrelid = i.indrelid "
+      "        AND k.conindid = i.indexrelid AND k.contype IN ('p', 'u', 'x')) "
+      "FROM pg_index i JOIN pg_class x ON x.oid = i.indexrelid WHERE i.indrelid = $1::oid "
+      "ORDER BY x.relname",
+      {oid});
+  if (!idx.ok()) return idx.status();
+  for (int r = 0; r < idx->rows(); ++r) {
+    if (idx->Text(r, 1) == "t") info.replica_identity_index = idx->String(r, 2);
+    if (idx->Text(r, 3) != "t") info.index_defs.push_back(idx->String(r, 0));
+  }
+  auto trg = conn.Exec(
+      "SELECT tgname FROM pg_trigger WHERE tgrelid = $1::oid AND NOT tgisinternal "
+      "AND tgname <> 'shardline_fence' ORDER BY tgname",
+      {oid});
+  if (!trg.ok()) return trg.status();
+  for (int r = 0; r < trg->rows(); ++r) info.user_triggers.push_back(trg->String(r, 0));
   return info;
 }
 

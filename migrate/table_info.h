@@ -15,12 +15,45 @@
 
 namespace shardline::migrate {
 
+// A sequence a column draws from: its identity sequence, or one its default calls (a serial's
+// nextval('users_id_seq'::regclass)). Catalog facts only; the current value is read when needed
+// (it takes SELECT on the sequence, which backfill and verify do not need).
+struct SequenceInfo {
+  std::string schema;  // unquoted, e.g. "public"
+  std::string name;    // unquoted, e.g. "users_id_seq"
+  std::string type;    // format_type of seqtypid: "bigint", "integer", "smallint"
+  std::int64_t start = 1;
+  std::int64_t increment = 1;
+  std::int64_t min = 1;
+  std::int64_t max = 0;
+  std::int64_t cache = 1;
+  bool cycle = false;
+  bool owned_by_column = false;  // OWNED BY this column (a serial's), not merely called
+};
+
 struct ColumnInfo {
   std::string name;
   std::string type;  // format_type() text, e.g. "bigint", "character varying(20)"
   bool not_null = false;
   bool generated = false;   // GENERATED ALWAYS ... STORED: cannot be copied into
-  std::string default_expr; // pg_get_expr of the default, "" if none
+  // pg_get_expr of the default, "" if none. For a generated column, its generation expression.
+  std::string default_expr;
+  // pg_attribute.attidentity: 'a' GENERATED ALWAYS AS IDENTITY, 'd' BY DEFAULT, '\0' none.
+  char identity = '\0';
+  // COLLATE clause operand (quoted, schema-qualified) when the column's collation is not its
+  // type's default; "" otherwise.
+  std::string collation;
+  // False for a nondeterministic (ICU) collation, under which equal texts may differ in bytes.
+  bool collation_deterministic = true;
+  // Identity: its sequence. Otherwise the sequences the default expression depends on.
+  std::vector<SequenceInfo> sequences;
+};
+
+// A table constraint from pg_constraint (NOT NULL is a column property in PostgreSQL 15).
+struct ConstraintInfo {
+  std::string name;        // unquoted
+  char type = 'c';  // contype: p primary, u unique, c check, f foreign, x exclusion, t trigger
+  std::string definition;  // pg_get_constraintdef, e.g. "CHECK ((qty > 0))", "UNIQUE (email)"
 };
 
 struct TableInfo {
@@ -32,6 +65,18 @@ struct TableInfo {
   char replica_identity = 'd';               // d default, n nothing, f full, i index
   std::int64_t estimated_rows = 0;           // pg_class.reltuples (>= 0)
   std::int64_t total_bytes = 0;              // pg_total_relation_size
+  char relkind = 'r';                        // r table, p partitioned, v view, m matview, f foreign
+  char persistence = 'p';                    // relpersistence: p permanent, u unlogged, t temp
+  bool is_partition = false;                 // a partition of a partitioned table
+  bool has_parents = false;                  // INHERITS from another table
+  bool has_children = false;                 // other tables inherit from it (or partitions)
+  bool row_security = false;                 // ENABLE ROW LEVEL SECURITY
+  std::vector<ConstraintInfo> constraints;   // all of pg_constraint for the table, by name
+  // pg_get_indexdef of the indexes that back no constraint (a UNIQUE or PRIMARY KEY constraint
+  // brings its own index), by name.
+  std::vector<std::string> index_defs;
+  std::string replica_identity_index;        // unquoted index name when replica_identity == 'i'
+  std::vector<std::string> user_triggers;    // non-internal triggers other than shardline_fence
 
   bool HasColumn(std::string_view column) const;
   const ColumnInfo* FindColumn(std::string_view column) const;
@@ -41,8 +86,9 @@ struct TableInfo {
   std::string QuotedKeyList(const pg::Conn& conn) const;
 };
 
-// Reads the table's description. NotFound "node a: table "public.users" does not exist" when
-// absent.
+// Reads the table's description (catalog queries only; expressions and definitions are
+// rendered under the session's search_path). NotFound "node a: table "public.users" does not
+// exist" when absent.
 absl::StatusOr<TableInfo> DescribeTable(pg::Conn& conn, const std::string& table);
 
 // The key to order and resume by: the configured primary_key if the map gives one, else the

@@ -1,0 +1,81 @@
+// Creating a target node's copy of a sharded table from the source's definition, and deciding
+// beforehand whether that copy can be made (and whether the table can be sharded at all).
+// `rollout start` runs the checks on every table before it touches anything and clones only
+// when every check passed, so a target table either has the source's definition or `start`
+// said which difference it could not reproduce.
+//
+// Reproduced: columns in order with types, collations, NOT NULL and defaults; identity columns
+// (ALWAYS / BY DEFAULT, same sequence name and options, continuing after the source's last
+// value); defaults that call sequences (a serial's nextval(...): the sequence is created with the
+// source's name, options and current value); generated columns (GENERATED ALWAYS AS (...)
+// STORED); PRIMARY KEY, UNIQUE, CHECK and EXCLUDE constraints with their names; the other
+// indexes; REPLICA IDENTITY. Not reproduced, and so refused: see CheckClonable.
+// Not compared and not reproduced (no effect on what rows are accepted): owner, grants,
+// comments, storage parameters, statistics targets, column compression and storage.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "pg_conn.h"
+#include "shardline/key.h"
+#include "shardline/shard_map.h"
+#include "table_info.h"
+
+namespace shardline::migrate {
+
+// Whether the row-filter hash of `key_type` (HashSqlExpression) takes a column of
+// `column_type` (format_type text) and hashes its values as the router hashes the key:
+//   bigint: bigint, integer, smallint (implicitly cast to bigint: same value, same hash);
+//   text:   text, character varying[(n)] (binary-coercible to text). Not character(n): its
+//           values are read back blank-padded while the cast to text strips the padding, so a
+//           key routed by the value read back would hash differently from the row's filter;
+//   uuid:   uuid.
+// Domains and other types are not accepted. (CheckShardable also refuses a text key under a
+// nondeterministic collation: the filter would hash by collation, the router by bytes.) Pure.
+bool KeyColumnTypeAccepted(KeyType key_type, std::string_view column_type);
+
+// Appends one problem line per reason `info` (the table as described on `node`) cannot be
+// sharded by range on the shard key: not a plain table (partitioned, view, ...), a partition,
+// in an inheritance tree, unlogged or temporary (cannot be published), no shard-key column, or a
+// shard-key column type the row filter hash cannot take (KeyColumnTypeAccepted). Each line names
+// the node, the table, the column and what to do. Applies to every source and target table,
+// whether or not it is to be created. Pure.
+void CheckShardable(const TableInfo& info, const TableConfig& table, KeyType key_type,
+                    std::string_view node, std::vector<std::string>& problems);
+
+// CheckShardable, plus one problem line per part of the definition CloneTable cannot
+// reproduce on a target:
+//   - FOREIGN KEY constraints are refused, not silently left out: a sharded table's foreign key
+//     would have to point at rows that may live on another node, and the rows of the two tables
+//     arrive on the target in no common order, so a copy would either fail or not mean what it
+//     means on the source. Drop the constraint, or create the target table yourself (`start`
+//     then checks it for compatibility instead of cloning).
+//   - constraint triggers and user triggers (shardline's own fence trigger excepted): their
+//     functions and effects are not ours to copy;
+//   - row level security (policies are not copied).
+// Call it for tables that are to be created on a target; a line names the node the table was
+// described on. Pure.
+void CheckClonable(const TableInfo& info, const TableConfig& table, KeyType key_type,
+                   std::string_view node, std::vector<std::string>& problems);
+
+// Creates `table` on `target` with the definition `info` describes (DescribeTable on `source`),
+// in one transaction on the target, so that either the whole table appears or nothing does:
+// the schemas it needs, the sequences its defaults call (created when missing, set to the
+// source's current value; an existing one is left as it is), the table with its columns and
+// constraints, its other indexes, its replica identity, and its identity sequences set to
+// continue after the source's. Expressions and definitions are the source's pg_get_* text; the
+// target runs them under the source session's search_path so names resolve alike. Identifiers
+// are quoted with the target's libpq escaping; the values of setval travel as parameters.
+// Precondition: CheckClonable reported no problems (CloneTable refuses FailedPrecondition,
+// naming the table and the constraint or trigger, rather than leave a part out).
+// Returns OK once committed; AlreadyExists (nothing changed) when the table already exists on
+// the target; FailedPrecondition as above; otherwise the failing statement's status (e.g. a
+// type or extension missing on the target), prefixed with the target node and table. Reads
+// the source's sequences (needs SELECT on them). Blocks for a handful of round trips per side.
+absl::Status CloneTable(pg::Conn& source, pg::Conn& target, const TableInfo& info,
+                        const TableConfig& table);
+
+}  // namespace shardline::migrate
