@@ -18,6 +18,7 @@
 #include "rollout_node.h"
 #include "rollout_store.h"
 #include "rollout_waves.h"
+#include "table_clone.h"
 #include "table_info.h"
 
 namespace shardline::migrate {
@@ -116,52 +117,6 @@ void CheckPublishable(const TableInfo& info, const TableConfig& table, std::stri
   }
 }
 
-// CREATE TABLE statements for `info` (columns, NOT NULL, defaults other than sequences, the
-// primary key) and its other indexes, as the source defines them.
-absl::Status CreateTableLike(pg::Conn& source, pg::Conn& target, const TableInfo& info,
-                             const TableConfig& table) {
-  std::string cols;
-  for (const ColumnInfo& c : info.columns) {
-    if (!cols.empty()) cols += ", ";
-    cols += fmt::format("{} {}", target.QuoteIdent(c.name), c.type);
-    if (c.not_null) cols += " NOT NULL";
-    if (!c.default_expr.empty() && c.default_expr.find("nextval(") == std::string::npos &&
-        !c.generated) {
-      cols += " DEFAULT " + c.default_expr;
-    }
-  }
-  if (!info.primary_key.empty()) {
-    std::string pk;
-    for (const auto& k : info.primary_key) pk += (pk.empty() ? "" : ", ") + target.QuoteIdent(k);
-    cols += fmt::format(", PRIMARY KEY ({})", pk);
-  }
-  const auto dot = table.name.find('.');
-  if (dot != std::string::npos) {
-    auto r = target.Exec(fmt::format("CREATE SCHEMA IF NOT EXISTS {}",
-                                     target.QuoteIdent(table.name.substr(0, dot))));
-    if (!r.ok()) return r.status();
-  }
-  auto r = target.Exec(fmt::format("CREATE TABLE IF NOT EXISTS {} ({})", info.quoted, cols));
-  if (!r.ok()) {
-    return WithContext(r.status(), fmt::format("node {}: creating table {} like node {}'s",
-                                               target.node(), table.name, source.node()));
-  }
-  auto idx = source.Exec(
-      "SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i WHERE i.indrelid = $1::oid "
-      "AND NOT i.indisprimary",
-      {std::to_string(info.oid)});
-  if (!idx.ok()) return idx.status();
-  for (int i = 0; i < idx->rows(); ++i) {
-    std::string def = idx->String(i, 0);
-    // "CREATE [UNIQUE] INDEX name ON ..." -> "... INDEX IF NOT EXISTS name ON ...".
-    const auto at = def.find("INDEX ");
-    if (at != std::string::npos) def.insert(at + 6, "IF NOT EXISTS ");
-    auto c = target.Exec(def);
-    if (!c.ok()) return c.status();
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 absl::StatusOr<std::int64_t> StartRollout(const RolloutOptions& options,
@@ -257,7 +212,7 @@ absl::StatusOr<std::int64_t> StartRollout(const RolloutOptions& options,
   // publishable, for reverse replication), or to be created.
   std::vector<std::pair<std::string, const TableConfig*>> to_create;  // (target, table)
   std::map<std::string, TableInfo> source_info;                       // by table, from some source
-  std::string source_of_info;
+  std::map<std::string, std::string> source_of_info;                  // by table: that source
   for (const TableConfig& t : result.tables()) {
     if (t.reference) continue;
     for (const auto& s : sources) {
@@ -269,6 +224,7 @@ absl::StatusOr<std::int64_t> StartRollout(const RolloutOptions& options,
             options)));
         continue;
       }
+      CheckShardable(*info, t, result.key_type(), s, problems);
       CheckPublishable(*info, t, s, problems);
       if (const ColumnInfo* k = info->FindColumn(t.key);
           k != nullptr && k->default_expr.find("nextval(") != std::string::npos) {
@@ -280,7 +236,7 @@ absl::StatusOr<std::int64_t> StartRollout(const RolloutOptions& options,
       }
       if (!source_info.count(t.name)) {
         source_info[t.name] = *info;
-        source_of_info = s;
+        source_of_info[t.name] = s;
       }
     }
     for (const auto& tg : targets) {
@@ -288,6 +244,9 @@ absl::StatusOr<std::int64_t> StartRollout(const RolloutOptions& options,
       auto info = DescribeTable(*conns[tg], t.name);
       if (!info.ok()) {
         if (info.status().code() == absl::StatusCode::kNotFound) {
+          // Created like the source's, or refused now when that cannot be done faithfully.
+          CheckClonable(source_info[t.name], t, result.key_type(), source_of_info[t.name],
+                        problems);
           to_create.push_back({tg, &t});
           continue;
         }
@@ -296,9 +255,11 @@ absl::StatusOr<std::int64_t> StartRollout(const RolloutOptions& options,
             options)));
         continue;
       }
-      if (auto s = CheckCompatible(source_info[t.name], *info, source_of_info, tg); !s.ok()) {
+      if (auto s = CheckCompatible(source_info[t.name], *info, source_of_info[t.name], tg);
+          !s.ok()) {
         problems.push_back(Msg(s));
       }
+      CheckShardable(*info, t, result.key_type(), tg, problems);
       CheckPublishable(*info, t, tg, problems);
     }
   }
@@ -311,9 +272,15 @@ absl::StatusOr<std::int64_t> StartRollout(const RolloutOptions& options,
 
   // Everything holds: create what is missing, install the fence objects, record the migration.
   for (const auto& [target, table] : to_create) {
-    const std::string& src = source_of_info;
-    if (auto s = CreateTableLike(*conns[src], *conns[target], source_info[table->name], *table);
+    const std::string& src = source_of_info[table->name];
+    if (auto s = CloneTable(*conns[src], *conns[target], source_info[table->name], *table);
         !s.ok()) {
+      if (s.code() == absl::StatusCode::kAlreadyExists) {
+        return absl::FailedPreconditionError(fmt::format(
+            "node {}: table {} appeared while `rollout start` ran (someone created it); nothing "
+            "was recorded: run start again so that it checks the table",
+            target, table->name));
+      }
       return s;
     }
     log(fmt::format("created table {} on node {} like node {}'s", table->name, target, src));
