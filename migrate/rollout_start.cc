@@ -316,7 +316,13 @@ absl::StatusOr<std::int64_t> StartRollout(const RolloutOptions& options,
   if (!id.ok()) return id.status();
   log(fmt::format("migration {}: {} move(s) in {} wave(s)", *id, plan->plan.moves.size(),
                   waves.size()));
-  if (auto s = AdvanceRollout(options, *id, start.auto_advance); !s.ok()) return s;
+  if (auto s = AdvanceRollout(options, *id, start.auto_advance); !s.ok()) {
+    return WithContext(
+        s, fmt::format("migration {0} was recorded, and a step of it failed (once fixed, `shardline "
+                       "rollout advance --migration {0}` runs it again; `rollout status` says "
+                       "where it is; `rollout abort --migration {0}` ends it)",
+                       *id));
+  }
   return *id;
 }
 

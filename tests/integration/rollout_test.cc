@@ -17,6 +17,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -1031,6 +1032,53 @@ TEST_F(RolloutTest, StartRefusesPartitionedTablesAndUnhashableKeysBeforeTouching
   EXPECT_EQ(Count(-1, "SELECT count(*) FROM shardline.migrations"), 0);
   EXPECT_EQ(Count(2, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"), 0);
   EXPECT_EQ(ReplicationObjects(), 0);
+}
+
+// A mark another migration left on a range this one moves is refused, never inherited: the
+// catch-up stops naming the mark, and once it is gone the rollout goes on.
+TEST_F(RolloutTest, AMarkOfAnotherMigrationIsRefusedNotInherited) {
+  // A crashed migration (lock key 99, of another catalog) left a 'moving' mark over all of n1.
+  std::ifstream in(std::filesystem::path(__FILE__).parent_path() / "../../schemas/node.sql");
+  ASSERT_TRUE(in);
+  std::stringstream node_sql;
+  node_sql << in.rdbuf();
+  ASSERT_TRUE(ConnectOrDie(db_->node_dsn(0))->ExecScript(node_sql.str()).ok());
+  Exec(0, "INSERT INTO shardline.fenced_ranges (table_name, lo, hi, mode, lock_key, reason) "
+          "VALUES ('users', -9223372036854775808, 9223372036854775807, 'moving', 99, "
+          "'migration 99')");
+  CommandResult r = Cli({"rollout", "start", "--plan", plan_, "--waves", "100%"}, 1);
+  EXPECT_THAT(r.err, HasSubstr("node n1: marks of another migration overlap the ranges"));
+  EXPECT_THAT(r.err, HasSubstr("marked 'moving' by lock key 99 (migration 99)"));
+  EXPECT_THAT(r.err, HasSubstr("A mark is never taken over"));
+  EXPECT_THAT(r.err, HasSubstr("migration 1 was recorded, and a step of it failed"));
+  EXPECT_THAT(r.err, HasSubstr("rollout advance --migration 1"));
+  EXPECT_EQ(Count(0, "SELECT count(*) FROM shardline.fenced_ranges WHERE lock_key = 99"), 1);
+  EXPECT_EQ(Count(0, "SELECT count(*) FROM shardline.fenced_ranges WHERE lock_key <> 99"), 0);
+  EXPECT_EQ(Status()[0]["waves"][0]["step"], "pending");
+  Exec(0, "DELETE FROM shardline.fenced_ranges WHERE lock_key = 99");
+  Cli({"rollout", "advance", "--migration", "1"}, 0);  // the catch-up, now that it is gone
+  EXPECT_EQ(Status()[0]["waves"][0]["step"], "catching_up");
+  Cli({"rollout", "abort", "--migration", "1"}, 0);
+  EXPECT_EQ(FenceRows(), 0);
+}
+
+// CREATE TRIGGER waits behind a writer's open transaction; start tries a bounded number of times
+// under a short lock_timeout (rather than queue every writer behind it) and says what to do.
+TEST_F(RolloutTest, StartInstallsTheFenceTriggerUnderABoundedLockWait) {
+  auto writer = ConnectOrDie(db_->node_dsn(1));
+  ASSERT_TRUE(writer->Exec("BEGIN").ok());
+  ASSERT_TRUE(writer->Exec("UPDATE users SET v = v WHERE user_id IN (SELECT user_id FROM users "
+                           "LIMIT 1)")
+                  .ok());
+  CommandResult r = Cli({"rollout", "start", "--plan", plan_, "--waves", "100%"}, 1);
+  EXPECT_THAT(r.err, HasSubstr("node n2: installing the fence trigger on users (tried 5 times "
+                               "with lock_timeout 2000 ms"));
+  EXPECT_THAT(r.err, HasSubstr("run the command again once it ends"));
+  ASSERT_TRUE(writer->Exec("ROLLBACK").ok());
+  EXPECT_EQ(Count(-1, "SELECT count(*) FROM shardline.migrations"), 0);
+  Cli({"rollout", "start", "--plan", plan_, "--waves", "100%"}, 0);
+  EXPECT_EQ(Count(1, "SELECT count(*) FROM pg_trigger WHERE tgname = 'shardline_fence'"), 1);
+  Cli({"rollout", "abort", "--migration", "1"}, 0);
 }
 
 // A stage's publish refuses when someone else published in between, instead of overwriting.
