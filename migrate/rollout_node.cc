@@ -476,7 +476,7 @@ absl::Status AdvanceSlotToFlushed(pg::Conn& publisher, const std::string& name) 
 }
 
 absl::Status EnsureSubscription(pg::Conn& subscriber, pg::Conn& publisher, const std::string& name,
-                                const std::string& publisher_dsn, bool copy_data) {
+                                const std::string& publisher_dsn, bool copy_data, bool enabled) {
   absl::StatusOr<bool> exists = SubscriptionExists(subscriber, name);
   if (!exists.ok()) return exists.status();
   if (*exists) return absl::OkStatus();
@@ -484,12 +484,30 @@ absl::Status EnsureSubscription(pg::Conn& subscriber, pg::Conn& publisher, const
   return Prefixed(
       Exec(subscriber,
            fmt::format("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (copy_data = {}, "
-                       "synchronous_commit = 'on', create_slot = false, slot_name = {})",
+                       "synchronous_commit = 'on', create_slot = false, slot_name = {}, "
+                       "enabled = {})",
                        subscriber.QuoteIdent(name), subscriber.QuoteLiteral(publisher_dsn),
                        subscriber.QuoteIdent(name), copy_data ? "true" : "false",
-                       subscriber.QuoteLiteral(name))),
+                       subscriber.QuoteLiteral(name), enabled ? "true" : "false")),
       fmt::format("node {}: creating subscription {} to node {}", subscriber.node(), name,
                   publisher.node()));
+}
+
+absl::StatusOr<std::optional<bool>> SubscriptionEnabled(pg::Conn& subscriber,
+                                                        const std::string& name) {
+  auto r = subscriber.Exec(
+      "SELECT subenabled FROM pg_subscription WHERE subname = $1 AND subdbid = "
+      "(SELECT oid FROM pg_database WHERE datname = current_database())",
+      {name});
+  if (!r.ok()) return r.status();
+  if (r->rows() == 0) return std::optional<bool>();
+  return std::optional<bool>(r->Text(0, 0) == "t");
+}
+
+absl::Status EnableSubscription(pg::Conn& subscriber, const std::string& name) {
+  return Prefixed(
+      Exec(subscriber, fmt::format("ALTER SUBSCRIPTION {} ENABLE", subscriber.QuoteIdent(name))),
+      fmt::format("node {}: enabling subscription {}", subscriber.node(), name));
 }
 
 absl::Status DropSlot(pg::Conn& conn, const std::string& name) {

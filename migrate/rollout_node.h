@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -133,8 +134,16 @@ absl::Status AdvanceSlotToFlushed(pg::Conn& publisher, const std::string& name);
 // synchronous_commit on (so that the applied position is reported promptly), unless it exists.
 // The slot is made first by EnsureSlot (create_slot = false); a slot left by a killed run is
 // reused.
+// With `enabled` false the subscription is created disabled (its tables listed, nothing
+// streamed) for EnableSubscription to start later.
 absl::Status EnsureSubscription(pg::Conn& subscriber, pg::Conn& publisher, const std::string& name,
-                                const std::string& publisher_dsn, bool copy_data);
+                                const std::string& publisher_dsn, bool copy_data,
+                                bool enabled = true);
+// Whether subscription `name` exists on `subscriber` and is enabled (nullopt: it does not exist).
+absl::StatusOr<std::optional<bool>> SubscriptionEnabled(pg::Conn& subscriber,
+                                                        const std::string& name);
+// ALTER SUBSCRIPTION ... ENABLE: the launcher starts its apply worker.
+absl::Status EnableSubscription(pg::Conn& subscriber, const std::string& name);
 // Drops subscription `name` on `subscriber` (stopping its apply worker) without asking the
 // publisher; then, with `drop_slots`, drops its slot and table-sync slots on `publisher` (once
 // their walsenders exit). Without, call DropSlot later (the switch of writes does, after the

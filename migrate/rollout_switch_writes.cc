@@ -1,6 +1,6 @@
 // Phase switch writes of a wave (the write window): see rollout_phases.h. It reads as its
 // steps: CatchUpUnfenced, PrepareReverse, (window opens) FenceSources, WaitTargetsStopForward,
-// StartReverse, PublishOwners (window closes), DropForward. The window has a deadline
+// StartReverse, PublishOwners (window closes), DropForward, ReverseRunning. The window has a deadline
 // (RolloutOptions::write_window): when the targets have not caught up or reverse replication has
 // not started by then, RevertWindow unfences the sources (they keep the ranges; nothing was
 // published) and the step fails saying so, to be run again.
@@ -58,8 +58,9 @@ absl::Status CatchUpUnfenced(RolloutContext& ctx, int w, const std::vector<Pair>
 }
 
 // Reverse replication prepared before the window: its publication and slot on the target
-// (creating a slot waits for the transactions running on the node; outside the window that
-// costs writers nothing). The slot is moved past forward replication's rows in the window.
+// (creating a slot waits for the transactions running on the node) and its subscription on the
+// source, disabled (creating it connects to the target): outside the window that costs writers
+// nothing. In the window the slot is moved past forward replication's rows, then enabled.
 absl::Status PrepareReverse(RolloutContext& ctx, int w, const std::vector<Pair>& pairs) {
   for (const Pair& p : pairs) {
     auto ends = ctx.Ends(p);
@@ -71,6 +72,11 @@ absl::Status PrepareReverse(RolloutContext& ctx, int w, const std::vector<Pair>&
     if (!exists.ok()) return exists.status();
     if (!*exists) {
       if (auto s = EnsureSlot(*t_conn, rev); !s.ok()) return s;
+      if (auto s = EnsureSubscription(*s_conn, *t_conn, rev, ctx.Dsn(p.target),
+                                      /*copy_data=*/false, /*enabled=*/false);
+          !s.ok()) {
+        return s;
+      }
     }
   }
   return absl::OkStatus();
@@ -121,9 +127,8 @@ absl::Status WaitTargetsStopForward(RolloutContext& ctx, int w, const std::vecto
 // Reverse replication target -> source, from right after the rows forward replication applied,
 // and the target's marks (its writers take the pause lock from now on, so a rollback can fence
 // it as the sources were). Fences an earlier move left on ranges that come back here are lifted
-// (their parts outside stay). Waits, within the window, for each reverse apply worker to run.
-absl::Status StartReverse(RolloutContext& ctx, int w, const std::vector<Pair>& pairs,
-                          const Window& window) {
+// (their parts outside stay).
+absl::Status StartReverse(RolloutContext& ctx, int w, const std::vector<Pair>& pairs) {
   for (const Pair& p : pairs) {
     auto ends = ctx.Ends(p);
     if (!ends.ok()) return ends.status();
@@ -141,26 +146,37 @@ absl::Status StartReverse(RolloutContext& ctx, int w, const std::vector<Pair>& p
         !s.ok()) {
       return s;
     }
-    auto exists = SubscriptionExists(*s_conn, rev);
-    if (!exists.ok()) return exists.status();
-    if (!*exists) {
-      // Past the rows forward replication applied (they came from the source), before any
-      // application write (the target owns nothing of these ranges until PublishOwners).
+    auto enabled = SubscriptionEnabled(*s_conn, rev);
+    if (!enabled.ok()) return enabled.status();
+    if (!enabled->has_value() || !**enabled) {
+      // Not started yet: past the rows forward replication applied (they came from the
+      // source), before any application write (the target owns nothing of these ranges until
+      // PublishOwners), then started.
       if (auto s = EnsureSlot(*t_conn, rev); !s.ok()) return s;
       if (auto s = AdvanceSlotToFlushed(*t_conn, rev); !s.ok()) return s;
-      if (auto s = EnsureSubscription(*s_conn, *t_conn, rev, ctx.Dsn(p.target),
-                                      /*copy_data=*/false);
-          !s.ok()) {
-        return s;
-      }
+      absl::Status s = enabled->has_value()
+                           ? EnableSubscription(*s_conn, rev)
+                           : EnsureSubscription(*s_conn, *t_conn, rev, ctx.Dsn(p.target),
+                                                /*copy_data=*/false);
+      if (!s.ok()) return s;
     }
   }
+  return absl::OkStatus();
+}
+
+// After the window: each reverse subscription's apply worker runs (its slot kept every write
+// of the target from the start, so no write waits for this; a rollback does). `start` checked
+// that the nodes have the workers.
+absl::Status ReverseRunning(RolloutContext& ctx, int w, const std::vector<Pair>& pairs) {
   for (const Pair& p : pairs) {
     auto s_node = ctx.Node(p.source);
     if (!s_node.ok()) return s_node.status();
-    pg::Conn* s_conn = *s_node;
-    if (auto s = WaitApplyWorker(*s_conn, ctx.Name(w, p, true), window.Left()); !s.ok()) {
-      return s;
+    if (auto s = WaitApplyWorker(**s_node, ctx.Name(w, p, true), ctx.options().apply_wait);
+        !s.ok()) {
+      return WithContext(s, fmt::format("wave {}: writes switched, but reverse replication {} -> "
+                                        "{} is not running (the target's writes wait in its "
+                                        "slot; a rollback needs them delivered)",
+                                        w, p.target, p.source));
     }
   }
   return absl::OkStatus();
@@ -282,7 +298,7 @@ absl::Status SwitchWrites(RolloutContext& ctx, int w) {
   }
   window.Lap("target caught up, forward replication stopped");
   ctx.Point("writes:forward_stopped");
-  if (auto s = StartReverse(ctx, w, pairs, window); !s.ok()) {
+  if (auto s = StartReverse(ctx, w, pairs); !s.ok()) {
     return RevertWindow(ctx, w, pairs, /*forward_stopped=*/true, s);
   }
   if (window.Over()) {
@@ -297,7 +313,8 @@ absl::Status SwitchWrites(RolloutContext& ctx, int w) {
   if (auto s = RecordSwitch(ctx, w, *version, *fence_lsn); !s.ok()) return s;
   window.Lap("owner map published");
   ctx.Point("writes:published");
-  return DropForward(ctx, w, pairs);
+  if (auto s = DropForward(ctx, w, pairs); !s.ok()) return s;
+  return ReverseRunning(ctx, w, pairs);
 }
 
 }  // namespace shardline::migrate
