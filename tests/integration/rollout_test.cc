@@ -1081,6 +1081,31 @@ TEST_F(RolloutTest, StartInstallsTheFenceTriggerUnderABoundedLockWait) {
   Cli({"rollout", "abort", "--migration", "1"}, 0);
 }
 
+// Cleanup decides from the catalog's current map, not the plan: when the current map gives a
+// moved range back to its source (someone published in between), cleanup deletes nothing.
+TEST_F(RolloutTest, CleanupDeletesNothingWhenTheCurrentMapDoesNotGiveTheRangesToTheirTargets) {
+  Cli({"rollout", "start", "--plan", plan_, "--waves", "100%"}, 0);
+  ASSERT_NO_FATAL_FAILURE(RunUntil(1, "writes_switched"));
+  const Json moved = Status()[0]["waves"][0]["ranges"][0];
+  ShardMapConfig other = CurrentMap()->config();
+  other.version += 1;
+  for (RangeConfig& r : other.ranges) {
+    if (r.lo == moved["lo"].get<std::int64_t>()) r.node = moved["source"].get<std::string>();
+  }
+  auto catalog = migrate::Catalog::Create(db_->control_dsn());
+  ASSERT_TRUE(catalog.ok());
+  ASSERT_TRUE((*catalog)->Publish(other, "a range back by hand", {}).ok());
+  const std::int64_t rows = Count(0, "SELECT count(*) FROM users") +
+                            Count(1, "SELECT count(*) FROM users");
+  CommandResult r = Cli({"rollout", "cleanup", "--migration", "1"}, 1);
+  EXPECT_THAT(r.err, HasSubstr("does not give these moved ranges wholly to the node they moved "
+                               "to"));
+  EXPECT_THAT(r.err, HasSubstr("cleanup deleted nothing"));
+  EXPECT_EQ(Count(0, "SELECT count(*) FROM users") + Count(1, "SELECT count(*) FROM users"),
+            rows);
+  EXPECT_EQ(Status()[0]["state"], "running");
+}
+
 // A stage's publish refuses when someone else published in between, instead of overwriting.
 TEST_F(RolloutTest, PublishRefusesWhenAnotherMapWasPublishedInBetween) {
   Cli({"rollout", "start", "--plan", plan_, "--waves", "100%"}, 0);
