@@ -77,7 +77,7 @@ backfill_rate() {
     "$cli" backfill --map "$tmp/map.toml" --from a --to b --range "$1:$2" \
       --table bench_backfill --json >"$tmp/b.json" || bench_die "backfill failed"
     t1="$(now)"
-    n="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["rows_copied"])' "$tmp/b.json")"
+    n="$(jq -er '.rows_copied' "$tmp/b.json")" || bench_die "no rows_copied in backfill's --json output"
     r="$(awk -v n="$n" -v a="$t0" -v b="$t1" 'BEGIN{printf "%.0f", n / (b - a)}')"
     (( r > best )) && best=$r
   done
@@ -103,7 +103,7 @@ if (( rss )); then
     fresh_target bench_backfill_rss
     "$cli" backfill --map "$tmp/map.toml" --from a --to b --range "$ALL_LO:$ALL_HI" \
       --table bench_backfill_rss --json >"$tmp/r.json" || bench_die "backfill of $n rows failed"
-    kb="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["peak_rss_kb"])' "$tmp/r.json")"
+    kb="$(jq -er '.peak_rss_kb' "$tmp/r.json")" || bench_die "no peak_rss_kb in backfill's --json output"
     echo "backfill: $n rows: peak RSS $kb kB" >&2
     rss_note+=", peak RSS ${n} rows ${kb} kB"
   done

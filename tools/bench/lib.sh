@@ -8,13 +8,17 @@ bench_die() {
   exit 1
 }
 
-# bench_build TARGET...: configures BUILD_DIR if needed (Ninja, RelWithDebInfo) and builds the
-# targets with -j2; quiet unless it fails (then the first error and what follows).
+# bench_build TARGET...: configures BUILD_DIR if needed (Ninja, RelWithDebInfo, benchmarks on)
+# and builds the targets with -j2; quiet unless it fails (then the first error and what follows).
 bench_build() {
   local log="$BENCH_STATE/build.log"
-  if [[ ! -f "$BUILD_DIR/CMakeCache.txt" ]]; then
-    cmake -S "$REPO" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$log" 2>&1 ||
-      { tail -n 60 "$log" >&2; bench_die "cmake configure of $BUILD_DIR failed"; }
+  # A build dir that tools/setup --demo configured has the benchmarks off: turn them on.
+  if [[ ! -f "$BUILD_DIR/CMakeCache.txt" ]] ||
+     grep -q '^SHARDLINE_BUILD_BENCHMARKS:BOOL=OFF$' "$BUILD_DIR/CMakeCache.txt"; then
+    cmake -S "$REPO" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+        -DSHARDLINE_BUILD_BENCHMARKS=ON >"$log" 2>&1 ||
+      { tail -n 60 "$log" >&2
+        bench_die "cmake configure of $BUILD_DIR failed (tools/setup installs the packages the benchmarks need)"; }
   fi
   if ! cmake --build "$BUILD_DIR" -j2 --target "$@" >"$log" 2>&1; then
     if grep -q '^FAILED: ' "$log"; then sed -n '/^FAILED: /,$p' "$log" | head -n 80 >&2; else tail -n 60 "$log" >&2; fi

@@ -49,10 +49,8 @@ verify_rate() {
   shift
   "$cli" verify --map "$tmp/map.toml" --from a --to b --range "$range" --json "$@" \
     >"$tmp/v.json" || bench_die "verify failed or found differences: $(head -c 2000 "$tmp/v.json")"
-  python3 -c '
-import json, sys
-t = json.load(open(sys.argv[1]))["pairs"][0]["tables"][0]
-print(int(t["source_rows"] / max(t["source_seconds"], t["target_seconds"])))' "$tmp/v.json"
+  jq -er '.pairs[0].tables[0] | .source_rows / ([.source_seconds, .target_seconds] | max) | floor' \
+    "$tmp/v.json" || bench_die "no pairs[0].tables[0] rates in verify's --json output"
 }
 base_sql="SELECT count(*), sum(hashtextextended(t::text, 0)) FROM bench_verify t"
 base_rate=0; seq_rate=0; par_rate=0; quarter_rate=0

@@ -44,7 +44,7 @@ say "locating ${#users[@]} users:"
 run shardline map locate --catalog "$SHARDLINE_CATALOG" -- "${users[@]}"
 
 shardline map locate --catalog "$SHARDLINE_CATALOG" --json -- "${users[@]}" |
-  python3 -c 'import json,sys; [print(e["key"], e["node"]) for e in json.load(sys.stdin)]' |
+  jq -r '.[] | "\(.key) \(.node)"' |
   while read -r key node; do
     v="SHARDLINE_NODE_${node#node}_DSN"
     # The key travels as a psql variable quoted as a literal (:'k'), never spliced by us.

@@ -56,6 +56,8 @@ rm -f "$WORK/run.ledger"
 shardline-loadgen run --users 20000 --rate 400 --workers 8 --duration 40s --warmup 2s \
   --checkout-timeout 10 --ledger "$WORK/run.ledger" --json >"$WORK/load.json" 2>"$WORK/load.err" &
 load_pid=$!
+# A step below that fails ends the script: the load must not outlive it (stopped by its PID).
+trap 'kill "$load_pid" 2>/dev/null || true' EXIT
 sleep 3  # let the load reach its rate before the first wave (cosmetic: nothing depends on it)
 
 start=$(date +%s.%N)
@@ -63,7 +65,9 @@ run shardline rollout start --plan "$WORK/plan.toml" --waves 1%,10%,50%,100% --a
 rollout_s=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 run shardline rollout status
 say "waiting for the load to finish (pid $load_pid)..."
-wait "$load_pid" || true
+load_rc=0
+wait "$load_pid" || load_rc=$?
+trap - EXIT
 
 # Reverse replication may be delivering the last writes to the old owners: verify until clean.
 for _ in $(seq 1 50); do
@@ -73,27 +77,49 @@ done
 run shardline verify --plan "$WORK/plan.toml"
 run shardline rollout cleanup --migration 1
 run shardline verify --orphans
-run shardline-loadgen check-ledger --ledger "$WORK/run.ledger" --strict
+ledger_rc=0
+run shardline-loadgen check-ledger --ledger "$WORK/run.ledger" --strict || ledger_rc=$?
+shardline-loadgen check-ledger --ledger "$WORK/run.ledger" --strict --json >"$WORK/ledger.json" \
+  2>/dev/null || true
 
+# The summary, from the tools' own --json output (jq), and what must hold for the demo to pass.
 say "summary:"
+problems=()
 shardline rollout status --json >"$WORK/status.json"
-python3 - "$WORK/status.json" <<'PY'
-import json, sys
-m = json.load(open(sys.argv[1]))[0]
-ranges = sum(len(w["ranges"]) for w in m["waves"])
-rows = sum(w["rows_verified"] for w in m["waves"])
-print(f"    migration {m['id']}: {m['state']}; {ranges} ranges, {rows} rows moved in {len(m['waves'])} waves")
-for w in m["waves"]:
-    print(f"    wave {w['wave']}: {w['share_percent']:.1f}% of bytes, {len(w['ranges'])} ranges, "
-          f"{w['rows_verified']} rows; started {w['started_at'][11:23]}, writes switched "
-          f"{w['writes_at'][11:23]}; gate pause {w['gate_pause_ms']:.1f} ms, "
-          f"write window {w['write_window_ms']:.1f} ms")
-PY
-python3 - "$WORK/load.json" "$rollout_s" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1]))
-a = r["all"]
-print(f"    rollout took {sys.argv[2]} s; load: {a['count']} calls, {a['errors']} errors, "
-      f"{r['router']['fence_retries']} fenced writes retried, map version {r['router']['map_version_start']} -> {r['router']['map_version_end']}")
-PY
-say "lost writes: see check-ledger above (missing 0 = none lost)"
+# Fields joined by '|' (not tabs: read would merge empty tab-separated fields).
+jq -r '.[0] | [.id, .state, ([.waves[].ranges | length] | add), ([.waves[].rows_verified] | add),
+    (.waves | length)] | map(tostring) | join("|")' "$WORK/status.json" |
+  { IFS='|' read -r id state ranges rows waves &&
+    printf '    migration %s: %s; %s ranges, %s rows moved in %s waves\n' "$id" "$state" "$ranges" "$rows" "$waves"; } ||
+  problems+=("could not read the migration from $WORK/status.json")
+jq -r '.[0].waves[] | [.wave, .share_percent, (.ranges | length), .rows_verified,
+    .started_at[11:23], .writes_at[11:23], .gate_pause_ms, .write_window_ms] | map(tostring) | join("|")' \
+  "$WORK/status.json" |
+  while IFS='|' read -r wave share nranges rows started writes pause window; do
+    printf '    wave %s: %.1f%% of bytes, %s ranges, %s rows; started %s, writes switched %s; gate pause %.1f ms, write window %.1f ms\n' \
+      "$wave" "$share" "$nranges" "$rows" "$started" "$writes" "$pause" "$window"
+  done || problems+=("could not read the waves from $WORK/status.json")
+state="$(jq -r '.[0].state' "$WORK/status.json")"
+[[ "$state" == cleaned ]] || problems+=("migration state is '$state', not 'cleaned'")
+unmeasured="$(jq '[.[0].waves[] | select(.write_window_ms < 0 or .rows_verified < 0)] | length' "$WORK/status.json")"
+[[ "$unmeasured" == 0 ]] || problems+=("$unmeasured wave(s) without a measured write window or verify")
+
+if (( load_rc != 0 )) || ! jq -e '.all.count' "$WORK/load.json" >/dev/null 2>&1; then
+  problems+=("shardline-loadgen run failed (exit $load_rc): $(tail -n 5 "$WORK/load.err" 2>/dev/null)")
+else
+  jq -r --arg s "$rollout_s" '"    rollout took \($s) s; load: \(.all.count) calls, \(.all.errors) errors, " +
+      "\(.router.fence_retries) fenced writes retried, map version \(.router.map_version_start) -> \(.router.map_version_end)"' \
+    "$WORK/load.json"
+  errors="$(jq '.all.errors' "$WORK/load.json")"
+  [[ "$errors" == 0 ]] || problems+=("the load saw $errors error(s) (details: $WORK/load.json)")
+fi
+
+lost="$(jq -r '.missing + .wrong_content + .elsewhere' "$WORK/ledger.json" 2>/dev/null || echo '?')"
+say "lost writes: $lost (check-ledger --strict: missing + wrong content + elsewhere)"
+(( ledger_rc == 0 )) && [[ "$lost" == 0 ]] || problems+=("check-ledger: lost writes $lost (exit $ledger_rc)")
+
+if (( ${#problems[@]} > 0 )); then
+  for p in "${problems[@]}"; do echo "rollout demo: FAILED: $p" >&2; done
+  exit 1
+fi
+say "all checks passed"
