@@ -22,6 +22,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "catalog.h"
 #include "router_test_util.h"
 #include "status_matchers.h"
 #include "shardline/errors.h"
@@ -235,6 +236,63 @@ TEST_F(RouterFixture, BorrowedSessionStateNeverReachesTheNextCaller) {
   EXPECT_EQ(check("SELECT count(*)::text FROM pg_prepared_statements WHERE name = "
                   "'leaked_stmt'"),
             "0");
+}
+
+TEST_F(RouterFixture, BlackHoledCatalogKeepsRoutingOnTheLastMapAndRouterDestructionIsBounded) {
+  ExecOnAllNodes("CREATE TABLE users (user_id bigint PRIMARY KEY, name text)");
+  const std::string control = scratch_->control_dsn();
+  auto proxy = testing::TcpProxy::StartFor(control);
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  auto catalog = migrate::Catalog::Create(control);
+  ASSERT_TRUE(catalog.ok()) << catalog.status();
+  ASSERT_TRUE((*catalog)->Init().ok());
+  ASSERT_TRUE((*catalog)->Publish(Config(1, 8), "v1", {}).ok());
+  RouterOptions opts = Options();
+  opts.map_file.clear();
+  opts.catalog_dsn = (*proxy)->RedirectDsn(control);
+  opts.map_poll_interval = 100ms;
+  opts.heartbeat_interval = 50ms;
+  opts.pool.connect_timeout = 500ms;  // also bounds every catalog statement
+  opts.pool.backoff_initial = 10ms;
+  opts.pool.backoff_max = 100ms;
+  auto router = MakeRouter(opts);
+  ASSERT_NE(router, nullptr);
+  ASSERT_TRUE(WaitFor([&] { return (*proxy)->live_connections() >= 3; }, 20s));
+
+  (*proxy)->SetStalled(true);  // the catalog hangs: connects succeed, nothing answers
+  // Routing goes on with the last map, without an error, while the follower and the heartbeat
+  // run into the hung catalog.
+  const auto routing_start = Clock::now();
+  for (std::int64_t k = 1; MsSince(routing_start) < 1500; ++k) {
+    auto r = router->Execute(k, "INSERT INTO users VALUES ($1, 'x')", {k});
+    ASSERT_TRUE(r.ok()) << "key " << k << ": " << r.status();
+  }
+  auto start = Clock::now();
+  absl::Status refresh = router->RefreshMap();
+  EXPECT_FALSE(refresh.ok());
+  EXPECT_TRUE(refresh.code() == absl::StatusCode::kDeadlineExceeded ||
+              refresh.code() == absl::StatusCode::kUnavailable)
+      << refresh;
+  // A statement on the connection, then (the connection closed) at most one reconnect.
+  EXPECT_LT(MsSince(start), 500 + 500 + 700) << refresh;
+  EXPECT_EQ(router->map_version(), 1);
+
+  // Healed, the router follows the catalog again.
+  (*proxy)->SetStalled(false);
+  ASSERT_TRUE((*catalog)->Publish(Config(2, 8, 4, /*rotate=*/1), "v2", {}).ok());
+  EXPECT_TRUE(WaitFor([&] { return router->map_version() == 2; }, 10s)) << logs_.All();
+
+  // Hung again: ~Router() still returns in bounded time (maintenance thread, deregistration).
+  (*proxy)->SetStalled(true);
+  ASSERT_TRUE(WaitFor([&] { return logs_.Contains("heartbeat failed"); }, 10s)) << logs_.All();
+  start = Clock::now();
+  router.reset();
+  const double destroy_ms = MsSince(start);
+  std::printf("~Router() with a black-holed catalog: %.0f ms\n", destroy_ms);
+  // Worst case: a catalog statement in flight on the maintenance thread, then deregistration's
+  // connect and statement, each bounded by connect_timeout (500 ms).
+  EXPECT_LT(destroy_ms, 4 * 500 + 1000);
+  (*proxy)->SetStalled(false);
 }
 
 // One call of the open-loop load: when it was issued, on which node, how it ended.
