@@ -295,6 +295,51 @@ TEST_F(RouterFixture, BlackHoledCatalogKeepsRoutingOnTheLastMapAndRouterDestruct
   (*proxy)->SetStalled(false);
 }
 
+TEST_F(RouterFixture, FanOutWaitsForAHungNodeAtMostItsDeadlineAndKeepsTheHealthyRows) {
+  ExecOnAllNodes("CREATE TABLE users (user_id bigint PRIMARY KEY, name text)");
+  auto proxy = testing::TcpProxy::StartFor(node_dsns_[2]);
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  ShardMapConfig config = Config(1, 12);
+  config.nodes[2].dsn = (*proxy)->RedirectDsn(node_dsns_[2]);
+  WriteMap(config);
+  RouterOptions opts = Options();
+  opts.pool.connect_timeout = 400ms;
+  auto router = MakeRouter(std::move(opts));
+  ASSERT_NE(router, nullptr);
+  for (std::int64_t k = 1; k <= 60; ++k) {
+    ASSERT_TRUE(router->Execute(k, "INSERT INTO users VALUES ($1, 'x')", {k}).ok());
+  }
+  (*proxy)->SetStalled(true);
+  FanOutOptions fo;
+  fo.fail_on_any_error = false;
+  fo.timeout = 400ms;
+  for (int round = 0; round < 3; ++round) {  // repeated: no fan-out worker stays taken
+    const auto start = Clock::now();
+    auto r = router->FanOut("SELECT count(*) FROM users WHERE $owned(user_id)", {}, fo);
+    const double ms = MsSince(start);
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_EQ(r->size(), 3u);
+    EXPECT_LT(ms, 400 + 700) << "round " << round;
+    std::int64_t healthy_rows = 0;
+    for (const NodeResult& n : *r) {
+      if (n.node == node_names_[2]) {
+        EXPECT_FALSE(n.result.ok());
+        EXPECT_TRUE(n.result.status().code() == absl::StatusCode::kDeadlineExceeded ||
+                    n.result.status().code() == absl::StatusCode::kUnavailable)
+            << n.result.status();
+        EXPECT_EQ(NodeOf(n.result.status()), node_names_[2]);
+      } else {
+        ASSERT_TRUE(n.result.ok()) << n.node << ": " << n.result.status();
+        healthy_rows += *n.result->GetInt64(0, 0);
+      }
+    }
+    EXPECT_EQ(healthy_rows, CountOn(0, "SELECT count(*) FROM users") +
+                                CountOn(1, "SELECT count(*) FROM users"));
+    EXPECT_GT(healthy_rows, 0);
+  }
+  (*proxy)->SetStalled(false);
+}
+
 // One call of the open-loop load: when it was issued, on which node, how it ended.
 struct CallRecord {
   double issued_ms = 0;  // since the start of the run
