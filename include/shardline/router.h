@@ -99,7 +99,10 @@ class Router {
   // Runs one statement on the node that owns `key` (its owner: writes go there). A write into
   // a range fenced by a migration refreshes the map and retries on the new owner (fence_retries).
   // Errors carry the node and SQLSTATE (shardline/errors.h); InvalidArgument when the key's type
-  // is not the map's key_type. Blocks up to checkout_timeout for a connection plus the statement.
+  // is not the map's key_type. Blocks at most until the call's deadline (CallOptions, default
+  // RouterOptions::call_timeout): DeadlineExceeded naming the node past it, the connection
+  // closed. A write sent whose answer was lost carries WriteOutcome::kUnknown (errors.h):
+  // never retry it blindly.
   absl::StatusOr<Result> Execute(ShardKey key, std::string_view sql,
                                  std::initializer_list<Param> params = {},
                                  CallOptions call = {});
