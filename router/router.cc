@@ -611,7 +611,12 @@ absl::Status RouterImpl::CommitAndResolve(Lease& lease, const NodeRoute& route,
   // its COMMIT's fate does not matter): one extra round trip per transaction.
   absl::StatusOr<Result> xid =
       ExecPrepared(lease, "SELECT pg_catalog.pg_current_xact_id_if_assigned()::text", {});
-  if (!xid.ok()) return xid.status();  // not sent COMMIT yet: the transaction is rolled back
+  if (!xid.ok()) {
+    // COMMIT was not sent: the transaction is rolled back whatever became of this query.
+    absl::Status not_committed = xid.status();
+    SetWriteOutcome(not_committed, WriteOutcome::kNotApplicable);
+    return not_committed;
+  }
   std::string txid;
   if (xid->rows() == 1 && !xid->IsNull(0, 0)) txid = std::string(*xid->GetString(0, 0));
   if (before_commit_) before_commit_();

@@ -172,6 +172,17 @@ template <typename SendFn>
 pg::ResultPtr SendAndAwait(Lease& lease, SendFn send, std::string_view what,
                            absl::Status* status) {
   PGconn* conn = lease.conn().raw();
+  if (SteadyClock::now() >= lease.deadline()) {
+    // The caller spent its deadline before this round trip (e.g. in a transaction's function):
+    // nothing is sent, so nothing can have been applied, and the node is not to blame (no
+    // breaker count). The connection may be mid-transaction: it is closed, which rolls back.
+    lease.MarkBroken();
+    const std::string& node = lease.conn().node();
+    *status = absl::DeadlineExceededError(
+        fmt::format("node {}: {}: call deadline exceeded before sending", node, what));
+    SetNode(*status, node);
+    return nullptr;
+  }
   if (PQisnonblocking(conn) == 0) PQsetnonblocking(conn, 1);
   if (send(conn) == 0) {
     lease.MarkBroken();

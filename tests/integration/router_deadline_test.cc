@@ -340,6 +340,41 @@ TEST_F(RouterFixture, FanOutWaitsForAHungNodeAtMostItsDeadlineAndKeepsTheHealthy
   (*proxy)->SetStalled(false);
 }
 
+TEST_F(RouterFixture, TransactionWhoseFunctionOutlastsTheDeadlineIsNotCommittedNorBlamesTheNode) {
+  ExecOnAllNodes("CREATE TABLE users (user_id bigint PRIMARY KEY, name text)");
+  WriteMap(Config(1, 4, /*pool_max=*/1));
+  RouterOptions opts = Options();
+  opts.pool.breaker_failures = 2;
+  auto router = MakeRouter(std::move(opts));
+  ASSERT_NE(router, nullptr);
+  // Three keys on one node, so that its breaker (2 failures) would open if these counted.
+  std::vector<std::int64_t> keys;
+  for (std::int64_t k = 1; keys.size() < 3; ++k) {
+    if (router->Locate(k)->node == node_names_[0]) keys.push_back(k);
+  }
+  for (const std::int64_t key : keys) {
+    absl::Status s = router->Transaction(
+        key,
+        [&](Session& session) -> absl::Status {
+          auto r = session.Execute("INSERT INTO users VALUES ($1, 'x')", {key});
+          if (!r.ok()) return r.status();
+          // The scenario: application code slower than the call's deadline (not a wait for
+          // another thread).
+          std::this_thread::sleep_for(300ms);
+          return absl::OkStatus();
+        },
+        CallOptions{200ms});
+    EXPECT_THAT(s, StatusIs(absl::StatusCode::kDeadlineExceeded, HasSubstr("before sending")));
+    EXPECT_FALSE(IsOutcomeUnknown(s)) << s;  // COMMIT was never sent
+  }
+  // Nothing committed, and the (healthy) node's breaker did not open: it serves at once.
+  EXPECT_EQ(CountOn(0, "SELECT count(*) FROM users"), 0);
+  for (const std::int64_t key : keys) {
+    auto r = router->Execute(key, "SELECT 1");
+    EXPECT_TRUE(r.ok()) << r.status();
+  }
+}
+
 // One call of the open-loop load: when it was issued, on which node, how it ended.
 struct CallRecord {
   double issued_ms = 0;  // since the start of the run
