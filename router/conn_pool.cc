@@ -32,6 +32,8 @@ using std::chrono::milliseconds;
 // Longest single condition-variable wait; waiters re-check their deadline after it, which
 // also keeps huge deadlines (TimePoint::max()) from overflowing the wait arithmetic.
 constexpr milliseconds kMaxWaitSlice{60 * 1000};
+// A connect timeout shorter than this never counts against the node (see Acquire).
+constexpr milliseconds kMinFairConnect{250};
 
 std::int64_t MillisCeil(SteadyClock::duration d) {
   if (d <= SteadyClock::duration::zero()) return 0;
@@ -109,6 +111,7 @@ Lease& Lease::operator=(Lease&& other) noexcept {
     Release();
     pool_ = std::move(other.pool_);
     pc_ = std::move(other.pc_);
+    deadline_ = other.deadline_;
   }
   return *this;
 }
@@ -154,6 +157,8 @@ struct ConnPool::State {
   std::int64_t checkout_timeouts = 0;
   std::int64_t connect_failures = 0;
   std::int64_t discarded = 0;
+  std::int64_t call_timeouts = 0;
+  std::int64_t waiters_refused = 0;
   double checkout_wait_seconds_total = 0;
 };
 
@@ -385,6 +390,18 @@ absl::StatusOr<Lease> ConnPool::Acquire(TimePoint deadline) {
         error = DeadlineErrorLocked(start, now);
         break;
       }
+      const int max_waiters = config_.options.max_waiters;
+      if (!w.queued && !reenter_front && max_waiters > 0 &&
+          static_cast<int>(s.waiters.size()) >= max_waiters) {
+        ++s.waiters_refused;
+        error = WithNode(
+            absl::UnavailableError(fmt::format(
+                "node {}: {} callers already wait for a connection (max_waiters); not queueing "
+                "(pool size {}: {} in use, {} connecting)",
+                config_.node, s.waiters.size(), config_.max_size, s.in_use, s.connecting)),
+            config_.node);
+        break;
+      }
       if (!w.queued) {
         if (reenter_front) {
           s.waiters.push_front(&w);
@@ -430,8 +447,17 @@ absl::StatusOr<Lease> ConnPool::Acquire(TimePoint deadline) {
     // got a slot near the end of its deadline and timed out says nothing about the node (under
     // overload, counting it would open the breaker of a healthy node); a refused connection
     // always counts, and so does a probe (the breaker waits for its verdict).
-    const bool fair = timeout >= std::min(config_.options.connect_timeout,
-                                          config_.options.checkout_timeout);
+    // With per-call deadlines (issue 10) a caller's whole budget may be shorter than both:
+    // a connect that used (nearly) all of a budget of at least kMinFairConnect is evidence
+    // too, or a hung node (connects accepted, never answered) would never trip the breaker
+    // for callers whose deadline is at most the connect timeout.
+    const milliseconds budget =
+        std::chrono::duration_cast<milliseconds>(std::max(deadline - start,
+                                                          SteadyClock::duration::zero()));
+    const milliseconds fair_after =
+        std::min({config_.options.connect_timeout, config_.options.checkout_timeout,
+                  std::max(budget, kMinFairConnect)});
+    const bool fair = timeout.count() * 10 >= fair_after.count() * 9;
     const bool counts =
         probe || fair || conn.status().code() != absl::StatusCode::kDeadlineExceeded;
     OnConnectFailedLocked(conn.status(), counts, now, &trash, &log_line);
@@ -464,21 +490,52 @@ void ConnPool::Return(std::unique_ptr<PooledConnection> pc) {
   const bool reusable = !pc->broken && pc->conn != nullptr &&
                         now - pc->created_at < config_.options.max_lifetime &&
                         CleanForReuse(*pc->conn);
+  if (!reusable && pc->conn != nullptr && pc->conn->raw() != nullptr) {
+    // PQfinish sends a Terminate message: never let it block on a black-holed peer.
+    PQsetnonblocking(pc->conn->raw(), 1);
+  }
+  const bool timed_out = pc->timed_out;
+  const bool answered = pc->answered && !timed_out;
   pc->last_used = now;
-  std::unique_ptr<PooledConnection> trash;
+  pc->answered = false;
+  Trash trash;
+  std::string log_line;
+  LogLevel level = LogLevel::kInfo;
   {
     MutexLock lock(&mu_);
     State& s = *state_;
     --s.in_use;
+    if (timed_out) {
+      // A call's deadline passed waiting for the node: evidence against the node like a
+      // refused connection (a hung node must trip its breaker, issue 10).
+      ++s.call_timeouts;
+      if (s.breaker.state(now) == BreakerState::kClosed && s.breaker.RecordFailure(now)) {
+        for (auto& idle : s.idle) trash.push_back(std::move(idle));
+        s.discarded += static_cast<std::int64_t>(s.idle.size());
+        s.idle.clear();
+        for (Waiter* w : s.waiters) w->cv.Signal();
+        level = LogLevel::kWarning;
+        log_line = fmt::format(
+            "node {}: circuit breaker open after {} consecutive failures (calls timed out "
+            "waiting for the node); next attempt in {} ms",
+            config_.node, s.breaker.consecutive_failures(),
+            MillisCeil(s.breaker.retry_at() - now));
+      }
+    } else if (answered && s.breaker.consecutive_failures() > 0 &&
+               s.breaker.state(now) == BreakerState::kClosed) {
+      s.breaker.RecordSuccess();  // the node answers: earlier timeouts were not a hang
+    }
     if (reusable && !s.shutdown && s.breaker.state(now) == BreakerState::kClosed) {
       PutBackLocked(std::move(pc));
     } else {
       ++s.discarded;
-      trash = std::move(pc);
+      trash.push_back(std::move(pc));
       KickFrontLocked();  // a slot is free
     }
   }
   // `trash` (PQfinish) is closed here, outside the lock.
+  trash.clear();
+  Log(level, log_line);
 }
 
 void ConnPool::Maintain() {
@@ -556,6 +613,8 @@ PoolStats ConnPool::Stats() const {
   out.checkout_timeouts = s.checkout_timeouts;
   out.connect_failures = s.connect_failures;
   out.discarded = s.discarded;
+  out.call_timeouts = s.call_timeouts;
+  out.waiters_refused = s.waiters_refused;
   out.checkout_wait_seconds_total = s.checkout_wait_seconds_total;
   out.breaker = s.breaker.state(now);
   return out;

@@ -50,6 +50,12 @@ struct PooledConnection {
   TimePoint created_at;
   TimePoint last_used;
   bool broken = false;  // set by the user on connection-level errors: discarded on return
+  // Set by the user when a call's deadline passed waiting for this connection's node (the
+  // connection is then also broken): counts as a failure of the node in its breaker.
+  bool timed_out = false;
+  // Set by the user when a round trip on this connection succeeded during the lease: evidence
+  // that the node answers (resets the breaker's count of timeouts).
+  bool answered = false;
 };
 
 struct PoolConfig {
@@ -74,6 +80,8 @@ struct PoolStats {
   std::int64_t checkout_timeouts = 0;
   std::int64_t connect_failures = 0;
   std::int64_t discarded = 0;
+  std::int64_t call_timeouts = 0;   // leases returned timed out (counted by the breaker)
+  std::int64_t waiters_refused = 0;  // Acquire refused at once: max_waiters reached
   double checkout_wait_seconds_total = 0;  // sum of time spent waiting in Acquire
   BreakerState breaker = BreakerState::kClosed;
 };
@@ -96,6 +104,16 @@ class Lease {
   pg::Conn& conn() { return *pc_->conn; }
   PooledConnection& pooled() { return *pc_; }
   void MarkBroken() { pc_->broken = true; }
+  // The call's deadline passed waiting for the node: discarded, and counted by the breaker.
+  void MarkTimedOut() {
+    pc_->broken = true;
+    pc_->timed_out = true;
+  }
+  void MarkAnswered() { pc_->answered = true; }
+  // Deadline of the statements run on this lease (statement.h); max() = none. Set by the
+  // router per call.
+  TimePoint deadline() const { return deadline_; }
+  void set_deadline(TimePoint deadline) { deadline_ = deadline; }
   explicit operator bool() const { return pc_ != nullptr; }
   // Returns the connection to the pool now (idempotent).
   void Release();
@@ -103,6 +121,7 @@ class Lease {
  private:
   std::shared_ptr<ConnPool> pool_;
   std::unique_ptr<PooledConnection> pc_;
+  TimePoint deadline_ = TimePoint::max();
 };
 
 // One node's pool. Thread-safe. Created through Create() as a shared_ptr (leases keep it alive).
@@ -124,7 +143,8 @@ class ConnPool : public std::enable_shared_from_this<ConnPool> {
   // waits FIFO until one is returned or `deadline` passes (DeadlineExceeded naming the node,
   // the pool size and the wait). After a failed connect the next attempt waits for a
   // full-jitter backoff (within the deadline). A failed connect returns the connector's status
-  // (Unavailable / DeadlineExceeded, node attached). While the breaker is open (or half-open
+  // (Unavailable / DeadlineExceeded, node attached). When max_waiters callers already wait,
+  // fails at once with Unavailable (no queueing behind a dead node). While the breaker is open (or half-open
   // with its one probe in flight), fails at once with Unavailable naming the node and when it
   // will retry, without any connection attempt; once the cool-down has passed, the first
   // caller's connect is the probe. Blocks at most until `deadline`, except that a connect or a

@@ -7,7 +7,62 @@ namespace shardline {
 namespace {
 constexpr std::string_view kSqlStateUrl = "type.shardline.dev/sqlstate";
 constexpr std::string_view kNodeUrl = "type.shardline.dev/node";
+constexpr std::string_view kOutcomeUrl = "type.shardline.dev/write-outcome";
 }  // namespace
+
+const char* WriteOutcomeName(WriteOutcome outcome) {
+  switch (outcome) {
+    case WriteOutcome::kNotApplicable:
+      return "not-applicable";
+    case WriteOutcome::kUnknown:
+      return "outcome-unknown";
+    case WriteOutcome::kCommitted:
+      return "committed";
+    case WriteOutcome::kNotCommitted:
+      return "not-committed";
+    default:
+      return "invalid";
+  }
+}
+
+WriteOutcome WriteOutcomeOf(const absl::Status& status) {
+  auto p = status.GetPayload(absl::string_view(kOutcomeUrl.data(), kOutcomeUrl.size()));
+  if (!p) return WriteOutcome::kNotApplicable;
+  const std::string v(*p);
+  if (v == "outcome-unknown") return WriteOutcome::kUnknown;
+  if (v == "committed") return WriteOutcome::kCommitted;
+  if (v == "not-committed") return WriteOutcome::kNotCommitted;
+  return WriteOutcome::kNotApplicable;
+}
+
+void SetWriteOutcome(absl::Status& status, WriteOutcome outcome) {
+  const absl::string_view url(kOutcomeUrl.data(), kOutcomeUrl.size());
+  if (outcome == WriteOutcome::kNotApplicable) {
+    status.ErasePayload(url);
+    return;
+  }
+  if (!status.ok()) status.SetPayload(url, absl::Cord(WriteOutcomeName(outcome)));
+}
+
+bool IsSafeToRetry(const absl::Status& status) {
+  switch (WriteOutcomeOf(status)) {
+    case WriteOutcome::kUnknown:
+    case WriteOutcome::kCommitted:
+      return false;
+    case WriteOutcome::kNotCommitted:
+      return true;
+    default:
+      break;
+  }
+  switch (status.code()) {
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded:
+    case absl::StatusCode::kAborted:
+      return true;
+    default:
+      return false;
+  }
+}
 
 std::optional<std::string> SqlStateOf(const absl::Status& status) {
   auto p = status.GetPayload(absl::string_view(kSqlStateUrl.data(), kSqlStateUrl.size()));

@@ -147,11 +147,14 @@ absl::StatusOr<std::vector<NodeResult>> RouterImpl::FanOut(std::string_view sql,
   }
 
   std::vector<NodeResult> results(n);
+  // Each node's part ends by this deadline whatever the node does (statement.cc), so a hung
+  // node holds a fan-out worker at most this long and the others' rows are kept.
+  const auto deadline = DeadlineOf(options.timeout);
   auto run = [&](std::size_t i) {
     const NodeRoute& route = t->nodes[i];
     results[i].node = route.name;
     const auto start = std::chrono::steady_clock::now();
-    absl::StatusOr<Lease> lease = AcquireFrom(route.pool, route.metrics);
+    absl::StatusOr<Lease> lease = AcquireFrom(route.pool, route.metrics, deadline);
     if (lease.ok()) {
       results[i].result = ExecPrepared(*lease, expand ? std::string_view(texts[i]) : sql, params);
     } else {

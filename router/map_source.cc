@@ -110,6 +110,9 @@ class CatalogMapSource final : public MapSource {
       if (load_conn_ == nullptr || !load_conn_->IsOk()) {
         auto conn = pg::Conn::Connect(dsn_, "catalog", pool_.connect_timeout);
         if (!conn.ok()) return conn.status();
+        // A black-holed catalog must not hang map following (nor ~Router): every catalog
+        // statement is bounded like a connect.
+        (*conn)->set_query_timeout(pool_.connect_timeout);
         load_conn_ = std::move(*conn);
       }
       absl::StatusOr<std::shared_ptr<const ShardMap>> map = LoadCurrentMap(*load_conn_);
@@ -170,6 +173,7 @@ class CatalogMapSource final : public MapSource {
     auto conn = pg::Conn::Connect(dsn_, "catalog", pool_.connect_timeout);
     absl::Status status = conn.status();
     if (conn.ok()) {
+      (*conn)->set_query_timeout(pool_.connect_timeout);  // see Load()
       status = (*conn)->Exec(fmt::format("LISTEN {}", kCatalogMapChannel)).status();
     }
     if (!status.ok()) {

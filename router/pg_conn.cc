@@ -3,6 +3,8 @@
 
 #include <poll.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <charconv>
 
 #include <fmt/format.h>
@@ -83,8 +85,13 @@ absl::Status StatusFromConn(PGconn* conn, std::string_view node, std::string_vie
 absl::StatusOr<std::unique_ptr<Conn>> Conn::Connect(std::string_view dsn, std::string_view node,
                                                      std::chrono::milliseconds timeout) {
   const std::string dsn_str(dsn);
-  const char* keys[] = {"dbname", nullptr};
-  const char* vals[] = {dsn_str.c_str(), nullptr};
+  // TCP keepalives and tcp_user_timeout so that a dead or black-holed peer is found in
+  // seconds (idle: 5 s + 3 probes 2 s apart; with unacknowledged data: 10 s), not after the
+  // kernel's ~15 minutes of retransmissions. Listed before the DSN: the DSN's own values win.
+  const char* keys[] = {"keepalives",          "keepalives_idle",  "keepalives_interval",
+                        "keepalives_count",    "tcp_user_timeout", "dbname",
+                        nullptr};
+  const char* vals[] = {"1", "5", "2", "3", "10000", dsn_str.c_str(), nullptr};
   ConnPtr conn(PQconnectStartParams(keys, vals, /*expand_dbname=*/1));
   if (!conn) return absl::ResourceExhaustedError("libpq: out of memory");
   if (PQstatus(conn.get()) == CONNECTION_BAD) {
@@ -123,8 +130,21 @@ absl::StatusOr<Result> Conn::Exec(std::string_view sql, const Params& params) {
   values.reserve(params.size());
   for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
   const std::string sql_str(sql);
-  ResultPtr res(PQexecParams(conn_.get(), sql_str.c_str(), static_cast<int>(params.size()),
-                             nullptr, values.data(), nullptr, nullptr, 0));
+  ResultPtr res;
+  if (query_timeout_.count() > 0) {
+    if (!conn_) return absl::UnavailableError(fmt::format("node {}: connection closed", node_));
+    if (PQisnonblocking(conn_.get()) == 0) PQsetnonblocking(conn_.get(), 1);
+    if (PQsendQueryParams(conn_.get(), sql_str.c_str(), static_cast<int>(params.size()),
+                          nullptr, values.data(), nullptr, nullptr, 0) == 0) {
+      return StatusFromConn(conn_.get(), node_, "send query");
+    }
+    absl::StatusOr<ResultPtr> awaited = AwaitResults();
+    if (!awaited.ok()) return awaited.status();
+    res = std::move(*awaited);
+  } else {
+    res.reset(PQexecParams(conn_.get(), sql_str.c_str(), static_cast<int>(params.size()),
+                           nullptr, values.data(), nullptr, nullptr, 0));
+  }
   if (!res) return StatusFromConn(conn_.get(), node_, "query failed");
   switch (PQresultStatus(res.get())) {
     case PGRES_TUPLES_OK:
@@ -170,8 +190,65 @@ absl::StatusOr<Result> Conn::ExecBinary(std::string_view sql, const Params& para
   }
 }
 
+absl::StatusOr<ResultPtr> Conn::AwaitResults() {
+  PGconn* c = conn_.get();
+  const auto deadline = std::chrono::steady_clock::now() + query_timeout_;
+  ResultPtr out;
+  for (;;) {
+    for (;;) {
+      const int flushed = PQflush(c);
+      if (flushed < 0) break;
+      if (flushed == 0 && PQisBusy(c) == 0) break;
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) {
+        conn_.reset();  // closing is the cancel: the statement's fate is the server's
+        absl::Status st = absl::DeadlineExceededError(fmt::format(
+            "node {}: no answer within {} ms; connection closed", node_, query_timeout_.count()));
+        SetNode(st, node_);
+        return st;
+      }
+      pollfd pfd{};
+      pfd.fd = PQsocket(c);
+      if (pfd.fd < 0) break;
+      pfd.events = static_cast<short>(POLLIN | (flushed == 1 ? POLLOUT : 0));
+      const int rc = ::poll(&pfd, 1, static_cast<int>(std::min<std::int64_t>(left.count(), 1 << 30)));
+      if (rc < 0 && errno != EINTR) break;
+      if (rc > 0 && PQconsumeInput(c) == 0) break;
+    }
+    PGresult* r = PQgetResult(c);
+    if (r == nullptr) return out;
+    ResultPtr res(r);
+    // Keep the first failure, else the last result.
+    const ExecStatusType kept = out ? PQresultStatus(out.get()) : PGRES_EMPTY_QUERY;
+    if (!out || kept == PGRES_TUPLES_OK || kept == PGRES_COMMAND_OK ||
+        kept == PGRES_EMPTY_QUERY) {
+      out = std::move(res);
+    }
+    if (PQstatus(c) == CONNECTION_BAD) {
+      while (PGresult* more = PQgetResult(c)) PQclear(more);
+      return out;
+    }
+  }
+}
+
 absl::Status Conn::ExecScript(std::string_view sql) {
   const std::string sql_str(sql);
+  if (query_timeout_.count() > 0) {
+    if (!conn_) return absl::UnavailableError(fmt::format("node {}: connection closed", node_));
+    if (PQisnonblocking(conn_.get()) == 0) PQsetnonblocking(conn_.get(), 1);
+    if (!PQsendQuery(conn_.get(), sql_str.c_str())) {
+      return StatusFromConn(conn_.get(), node_, "send script");
+    }
+    absl::StatusOr<ResultPtr> awaited = AwaitResults();
+    if (!awaited.ok()) return awaited.status();
+    if (!*awaited) return absl::OkStatus();
+    const ExecStatusType st = PQresultStatus(awaited->get());
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_EMPTY_QUERY) {
+      return StatusFromResult(awaited->get(), node_, "script failed");
+    }
+    return absl::OkStatus();
+  }
   if (!PQsendQuery(conn_.get(), sql_str.c_str())) {
     return StatusFromConn(conn_.get(), node_, "send script");
   }

@@ -61,7 +61,8 @@ class Conn {
  public:
   // Connects with a hard deadline (non-blocking connect, so a black-holed host costs at most
   // `timeout`). `node` names the node in every error. Unavailable with the node name and the
-  // DSN without password on failure; DeadlineExceeded on timeout.
+  // DSN without password on failure; DeadlineExceeded on timeout. Sets TCP keepalives (idle
+  // 5 s, interval 2 s, count 3) and tcp_user_timeout 10 s unless the DSN sets them.
   static absl::StatusOr<std::unique_ptr<Conn>> Connect(
       std::string_view dsn, std::string_view node,
       std::chrono::milliseconds timeout = std::chrono::seconds(10));
@@ -94,13 +95,24 @@ class Conn {
   // CREATE PUBLICATION ... WHERE, COPY ... WHERE).
   std::string QuoteLiteral(std::string_view value) const;
 
+  // Bounds every following Exec / ExecScript (0 = no bound, the default): the statement is
+  // sent non-blocking and awaited with poll() until the timeout; past it the connection is
+  // closed (IsOk() turns false, so callers reconnect) and the status is DeadlineExceeded naming
+  // the node. For connections that must never hang on a black-holed server (the catalog's).
+  void set_query_timeout(std::chrono::milliseconds timeout) { query_timeout_ = timeout; }
+
   bool IsOk() const { return conn_ && PQstatus(conn_.get()) == CONNECTION_OK; }
   PGconn* raw() const { return conn_.get(); }
   const std::string& node() const { return node_; }
 
  private:
+  // Waits (query_timeout_) for the results of the query just sent; the first failed result,
+  // else the last one. DeadlineExceeded (connection closed) on timeout.
+  absl::StatusOr<ResultPtr> AwaitResults();
+
   ConnPtr conn_;
   std::string node_;
+  std::chrono::milliseconds query_timeout_{0};
 };
 
 // A status for a failed result: code by SQLSTATE, message "node NAME: <what>: <primary

@@ -86,6 +86,8 @@ absl::StatusOr<std::unique_ptr<RouterRegistry>> RouterRegistry::Register(
 absl::Status RouterRegistry::Connect() {
   auto conn = pg::Conn::Connect(dsn_, "catalog", pool_.connect_timeout);
   if (!conn.ok()) return conn.status();
+  // A black-holed catalog must not hang the heartbeat (nor ~Router, which deregisters).
+  (*conn)->set_query_timeout(pool_.connect_timeout);
   conn_ = std::move(*conn);
   return absl::OkStatus();
 }

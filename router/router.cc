@@ -114,6 +114,8 @@ absl::Status RouterImpl::CheckOptions(const RouterOptions& o) {
   if (o.pool.breaker_failures < 1) return bad("pool.breaker_failures must be >= 1");
   if (o.pool.breaker_open_for.count() <= 0) return bad("pool.breaker_open_for must be > 0");
   if (o.statement_timeout.count() < 0) return bad("statement_timeout must be >= 0");
+  if (o.call_timeout.count() <= 0) return bad("call_timeout must be > 0 (calls never wait forever)");
+  if (o.pool.max_waiters < 0) return bad("pool.max_waiters must be >= 0");
   if (o.map_poll_interval.count() <= 0) return bad("map_poll_interval must be > 0");
   if (o.heartbeat_interval.count() <= 0) return bad("heartbeat_interval must be > 0");
   if (o.fence_retries < 0) return bad("fence_retries must be >= 0");
@@ -243,6 +245,14 @@ std::shared_ptr<ConnPool> RouterImpl::MakePool(const std::string& node, const st
     if (statement_timeout.count() > 0) {
       sql += ", pg_catalog.set_config('statement_timeout', $2, false)";
       params.emplace_back(fmt::format("{}ms", statement_timeout.count()));
+    }
+    if (PQserverVersion((*conn)->raw()) >= 140000) {
+      // A call past its deadline closes its connection (statement.cc); with this the server
+      // notices within 1 s and cancels the statement instead of running it to the end.
+      sql += fmt::format(", pg_catalog.set_config('client_connection_check_interval', ${}, "
+                         "false)",
+                         params.size() + 1);
+      params.emplace_back("1000");
     }
     absl::StatusOr<pg::Result> set = (*conn)->Exec(sql, params);
     if (!set.ok()) return set.status();
@@ -406,29 +416,36 @@ absl::Status RouterImpl::CheckKeyType(const ShardMap& map, const ShardKey& key) 
                                                 KeyTypeName(map.key_type())));
 }
 
+Clock::time_point RouterImpl::DeadlineOf(std::chrono::milliseconds timeout) const {
+  return Clock::now() + (timeout.count() > 0 ? timeout : options_.call_timeout);
+}
+
 absl::StatusOr<Lease> RouterImpl::AcquireFrom(const std::shared_ptr<ConnPool>& pool,
-                                              const NodeMetrics& metrics) const {
+                                              const NodeMetrics& metrics,
+                                              Clock::time_point deadline) const {
   const auto start = Clock::now();
-  absl::StatusOr<Lease> lease = pool->Acquire(start + options_.pool.checkout_timeout);
+  absl::StatusOr<Lease> lease =
+      pool->Acquire(std::min(deadline, start + options_.pool.checkout_timeout));
   metrics.checkout_wait.Observe(SecondsSince(start));
+  if (lease.ok()) lease->set_deadline(deadline);
   return lease;
 }
 
 absl::StatusOr<Result> RouterImpl::RunOnce(const RoutingTable& t, std::int64_t hash, bool read,
                                            std::string_view sql, ParamList params,
-                                           int* node_index) {
+                                           int* node_index, Clock::time_point deadline) {
   const std::size_t range = t.map->RangeIndex(hash);
   *node_index = read ? t.map->ReadNodeIndex(range) : t.map->OwnerNodeIndex(range);
   const NodeRoute& route = t.nodes[static_cast<std::size_t>(*node_index)];
   if (!read) {
-    absl::StatusOr<Lease> lease = AcquireFrom(route.pool, route.metrics);
+    absl::StatusOr<Lease> lease = AcquireFrom(route.pool, route.metrics, deadline);
     if (!lease.ok()) return lease.status();
     return ExecPrepared(*lease, sql, params);
   }
   if (!route.replicas.empty()) {
     const std::size_t j =
         replica_rr_.fetch_add(1, std::memory_order_relaxed) % route.replicas.size();
-    absl::StatusOr<Lease> lease = AcquireFrom(route.replicas[j], route.replica_metrics[j]);
+    absl::StatusOr<Lease> lease = AcquireFrom(route.replicas[j], route.replica_metrics[j], deadline);
     if (lease.ok()) {
       absl::StatusOr<Result> r = ExecPrepared(*lease, sql, params);
       if (r.ok() || !IsConnectionFailure(r.status())) return r;
@@ -436,7 +453,7 @@ absl::StatusOr<Result> RouterImpl::RunOnce(const RoutingTable& t, std::int64_t h
     // The replica is unavailable: the node's primary serves the read.
   }
   for (int attempt = 0;; ++attempt) {
-    absl::StatusOr<Lease> lease = AcquireFrom(route.pool, route.metrics);
+    absl::StatusOr<Lease> lease = AcquireFrom(route.pool, route.metrics, deadline);
     if (!lease.ok()) return lease.status();
     absl::StatusOr<Result> r = ExecPrepared(*lease, sql, params);
     if (r.ok() || attempt > 0 || !IsConnectionFailure(r.status())) return r;
@@ -445,19 +462,21 @@ absl::StatusOr<Result> RouterImpl::RunOnce(const RoutingTable& t, std::int64_t h
   }
 }
 
-absl::StatusOr<Result> RouterImpl::Execute(ShardKey key, std::string_view sql, ParamList params) {
+absl::StatusOr<Result> RouterImpl::Execute(ShardKey key, std::string_view sql, ParamList params,
+                                           CallOptions call) {
+  const Clock::time_point deadline = DeadlineOf(call.timeout);
   std::shared_ptr<const RoutingTable> t = table();
   if (absl::Status s = CheckKeyType(*t->map, key); !s.ok()) return s;
   const std::int64_t hash = key.Hash();
   auto start = Clock::now();
   for (int attempt = 0;; ++attempt) {
     int node = 0;
-    absl::StatusOr<Result> r = RunOnce(*t, hash, /*read=*/false, sql, params, &node);
+    absl::StatusOr<Result> r = RunOnce(*t, hash, /*read=*/false, sql, params, &node, deadline);
     const NodeRoute& route = t->nodes[static_cast<std::size_t>(node)];
     if (!r.ok() && IsFenced(r.status()) && attempt < options_.fence_retries) {
       std::shared_ptr<const RoutingTable> next =
           AwaitNewOwner(t->map->version(), hash, route.name,
-                        Clock::now() + options_.pool.checkout_timeout);
+                        std::min(deadline, Clock::now() + options_.pool.checkout_timeout));
       if (next != nullptr) {
         route.metrics.RecordQuery(QueryKind::kExecute, QueryOutcome::kFencedRetry, r.status(),
                                   SecondsSince(start));
@@ -476,19 +495,29 @@ absl::StatusOr<Result> RouterImpl::Execute(ShardKey key, std::string_view sql, P
 }
 
 absl::StatusOr<Result> RouterImpl::ExecuteRead(ShardKey key, std::string_view sql,
-                                               ParamList params) {
+                                               ParamList params, CallOptions call) {
+  const Clock::time_point deadline = DeadlineOf(call.timeout);
   std::shared_ptr<const RoutingTable> t = table();
   if (absl::Status s = CheckKeyType(*t->map, key); !s.ok()) return s;
   const auto start = Clock::now();
   int node = 0;
-  absl::StatusOr<Result> r = RunOnce(*t, key.Hash(), /*read=*/true, sql, params, &node);
+  absl::StatusOr<Result> r =
+      RunOnce(*t, key.Hash(), /*read=*/true, sql, params, &node, deadline);
+  if (!r.ok()) {
+    // A read has no write outcome to doubt: it is safe to repeat.
+    absl::Status s = r.status();
+    SetWriteOutcome(s, WriteOutcome::kNotApplicable);
+    r = std::move(s);
+  }
   t->nodes[static_cast<std::size_t>(node)].metrics.RecordQuery(
       QueryKind::kRead, OutcomeOf(r.status()), r.status(), SecondsSince(start));
   return r;
 }
 
 absl::Status RouterImpl::Transaction(ShardKey key,
-                                     const std::function<absl::Status(Session&)>& fn) {
+                                     const std::function<absl::Status(Session&)>& fn,
+                                     CallOptions call) {
+  const Clock::time_point deadline = DeadlineOf(call.timeout);
   std::shared_ptr<const RoutingTable> t = table();
   if (absl::Status s = CheckKeyType(*t->map, key); !s.ok()) return s;
   const std::int64_t hash = key.Hash();
@@ -498,8 +527,9 @@ absl::Status RouterImpl::Transaction(ShardKey key,
     const NodeRoute& route = t->nodes[static_cast<std::size_t>(node)];
     absl::Status status;
     bool retry = false;
+    bool commit_sent = false;
     {
-      absl::StatusOr<Lease> lease = AcquireFrom(route.pool, route.metrics);
+      absl::StatusOr<Lease> lease = AcquireFrom(route.pool, route.metrics, deadline);
       if (!lease.ok()) {
         route.metrics.RecordQuery(QueryKind::kTxn, OutcomeOf(lease.status()), lease.status(),
                                   SecondsSince(start));
@@ -511,12 +541,25 @@ absl::Status RouterImpl::Transaction(ShardKey key,
       SessionImpl* impl = owned.get();
       Session session(std::move(owned));
       status = ExecControl(impl->lease(), "BEGIN");
-      if (status.ok()) status = fn(session);
+      if (status.ok()) {
+        // No exception crosses the public API, and none may leave the connection inside the
+        // transaction: the rollback below runs either way.
+        try {
+          status = fn(session);
+        } catch (const std::exception& e) {
+          status = absl::InternalError(
+              fmt::format("node {}: the transaction function threw: {}", route.name, e.what()));
+        } catch (...) {
+          status = absl::InternalError(
+              fmt::format("node {}: the transaction function threw", route.name));
+        }
+      }
       PGconn* conn = impl->lease().conn().raw();
       if (status.ok()) {
         switch (PQtransactionStatus(conn)) {
           case PQTRANS_INTRANS:
-            status = ExecControl(impl->lease(), "COMMIT");
+            status = CommitAndResolve(impl->lease(), route, deadline);
+            commit_sent = true;
             break;
           case PQTRANS_IDLE:
             break;  // fn ended the transaction itself
@@ -538,13 +581,16 @@ absl::Status RouterImpl::Transaction(ShardKey key,
       } else if (PQtransactionStatus(conn) != PQTRANS_IDLE) {
         if (!ExecControl(impl->lease(), "ROLLBACK").ok()) impl->lease().MarkBroken();
       }
+      // Before COMMIT nothing can have been applied: a statement's lost connection only
+      // rolled the transaction back.
+      if (!commit_sent) SetWriteOutcome(status, WriteOutcome::kNotApplicable);
       retry = !status.ok() && IsFenced(status) && impl->ok_statements() == 0 &&
               attempt < options_.fence_retries;
     }  // the session ends here: its connection returns to the pool before any retry
     if (retry) {
       std::shared_ptr<const RoutingTable> next =
           AwaitNewOwner(t->map->version(), hash, route.name,
-                        Clock::now() + options_.pool.checkout_timeout);
+                        std::min(deadline, Clock::now() + options_.pool.checkout_timeout));
       if (next != nullptr) {
         route.metrics.RecordQuery(QueryKind::kTxn, QueryOutcome::kFencedRetry, status,
                                   SecondsSince(start));
@@ -559,15 +605,68 @@ absl::Status RouterImpl::Transaction(ShardKey key,
   }
 }
 
+absl::Status RouterImpl::CommitAndResolve(Lease& lease, const NodeRoute& route,
+                                          Clock::time_point deadline) {
+  // The transaction id, if it has one (a transaction that wrote nothing has none, and then
+  // its COMMIT's fate does not matter): one extra round trip per transaction.
+  absl::StatusOr<Result> xid =
+      ExecPrepared(lease, "SELECT pg_catalog.pg_current_xact_id_if_assigned()::text", {});
+  if (!xid.ok()) {
+    // COMMIT was not sent: the transaction is rolled back whatever became of this query.
+    absl::Status not_committed = xid.status();
+    SetWriteOutcome(not_committed, WriteOutcome::kNotApplicable);
+    return not_committed;
+  }
+  std::string txid;
+  if (xid->rows() == 1 && !xid->IsNull(0, 0)) txid = std::string(*xid->GetString(0, 0));
+  if (before_commit_) before_commit_();
+  absl::Status status = ExecControl(lease, "COMMIT");
+  if (status.ok() || !IsOutcomeUnknown(status)) return status;
+  if (txid.empty()) {
+    // Nothing was written: whatever happened to COMMIT, nothing was applied.
+    SetWriteOutcome(status, WriteOutcome::kNotCommitted);
+    return status;
+  }
+  // Ask the node on another connection. A fresh connection is needed, so it gets the connect
+  // timeout even when the call's deadline has passed.
+  const auto resolve_by = std::max(deadline, Clock::now() + options_.pool.connect_timeout);
+  absl::StatusOr<Lease> other = AcquireFrom(route.pool, route.metrics, resolve_by);
+  if (!other.ok()) return status;
+  const Param txid_param[] = {Param(txid)};
+  absl::StatusOr<Result> fate = ExecPrepared(
+      *other, "SELECT pg_catalog.pg_xact_status($1::text::xid8)", txid_param);
+  if (!fate.ok() || fate->rows() != 1 || fate->IsNull(0, 0)) return status;
+  const std::string verdict(*fate->GetString(0, 0));
+  if (verdict == "committed") {
+    Log(LogLevel::kInfo,
+        fmt::format("node {}: COMMIT of transaction {} lost its answer ({}); pg_xact_status "
+                    "says committed",
+                    route.name, txid, Msg(status)));
+    return absl::OkStatus();
+  }
+  if (verdict == "aborted") {
+    absl::Status aborted = absl::AbortedError(fmt::format(
+        "node {}: COMMIT of transaction {} lost its answer ({}); pg_xact_status says it did "
+        "not commit (safe to retry)",
+        route.name, txid, Msg(status)));
+    SetNode(aborted, route.name);
+    SetWriteOutcome(aborted, WriteOutcome::kNotCommitted);
+    return aborted;
+  }
+  return status;  // "in progress": the server has not finished with it yet: still unknown
+}
+
 absl::StatusOr<Session> RouterImpl::Borrow(ShardKey key) {
   std::shared_ptr<const RoutingTable> t = table();
   if (absl::Status s = CheckKeyType(*t->map, key); !s.ok()) return s;
   const int node = t->map->OwnerNodeIndex(t->map->RangeIndex(key.Hash()));
   const NodeRoute& route = t->nodes[static_cast<std::size_t>(node)];
-  absl::StatusOr<Lease> lease = AcquireFrom(route.pool, route.metrics);
+  absl::StatusOr<Lease> lease = AcquireFrom(route.pool, route.metrics, DeadlineOf({}));
   if (!lease.ok()) return lease.status();
-  return Session(
-      std::make_unique<SessionImpl>(std::move(*lease), route.metrics, QueryKind::kExecute));
+  // Each statement of a borrowed session gets the router's call deadline.
+  return Session(std::make_unique<SessionImpl>(std::move(*lease), route.metrics,
+                                               QueryKind::kExecute, options_.call_timeout,
+                                               /*reset_on_end=*/true));
 }
 
 absl::StatusOr<Location> RouterImpl::Locate(ShardKey key) const {
@@ -681,21 +780,25 @@ Router::Router(std::unique_ptr<internal::RouterImpl> impl) : impl_(std::move(imp
 Router::~Router() = default;
 
 absl::StatusOr<Result> Router::Execute(ShardKey key, std::string_view sql,
-                                       std::initializer_list<Param> params) {
-  return impl_->Execute(key, sql, ParamList(params.begin(), params.size()));
+                                       std::initializer_list<Param> params, CallOptions call) {
+  return impl_->Execute(key, sql, ParamList(params.begin(), params.size()), call);
 }
-absl::StatusOr<Result> Router::Execute(ShardKey key, std::string_view sql, ParamList params) {
-  return impl_->Execute(key, sql, params);
+absl::StatusOr<Result> Router::Execute(ShardKey key, std::string_view sql, ParamList params,
+                                       CallOptions call) {
+  return impl_->Execute(key, sql, params, call);
 }
 absl::StatusOr<Result> Router::ExecuteRead(ShardKey key, std::string_view sql,
-                                           std::initializer_list<Param> params) {
-  return impl_->ExecuteRead(key, sql, ParamList(params.begin(), params.size()));
+                                           std::initializer_list<Param> params,
+                                           CallOptions call) {
+  return impl_->ExecuteRead(key, sql, ParamList(params.begin(), params.size()), call);
 }
-absl::StatusOr<Result> Router::ExecuteRead(ShardKey key, std::string_view sql, ParamList params) {
-  return impl_->ExecuteRead(key, sql, params);
+absl::StatusOr<Result> Router::ExecuteRead(ShardKey key, std::string_view sql, ParamList params,
+                                           CallOptions call) {
+  return impl_->ExecuteRead(key, sql, params, call);
 }
-absl::Status Router::Transaction(ShardKey key, const std::function<absl::Status(Session&)>& fn) {
-  return impl_->Transaction(key, fn);
+absl::Status Router::Transaction(ShardKey key, const std::function<absl::Status(Session&)>& fn,
+                                 CallOptions call) {
+  return impl_->Transaction(key, fn, call);
 }
 absl::StatusOr<Session> Router::Borrow(ShardKey key) { return impl_->Borrow(key); }
 absl::StatusOr<std::vector<NodeResult>> Router::FanOut(std::string_view sql,

@@ -59,9 +59,12 @@ class RouterImpl {
   RouterImpl(const RouterImpl&) = delete;
   RouterImpl& operator=(const RouterImpl&) = delete;
 
-  absl::StatusOr<Result> Execute(ShardKey key, std::string_view sql, ParamList params);
-  absl::StatusOr<Result> ExecuteRead(ShardKey key, std::string_view sql, ParamList params);
-  absl::Status Transaction(ShardKey key, const std::function<absl::Status(Session&)>& fn);
+  absl::StatusOr<Result> Execute(ShardKey key, std::string_view sql, ParamList params,
+                                 CallOptions call = {});
+  absl::StatusOr<Result> ExecuteRead(ShardKey key, std::string_view sql, ParamList params,
+                                     CallOptions call = {});
+  absl::Status Transaction(ShardKey key, const std::function<absl::Status(Session&)>& fn,
+                           CallOptions call = {});
   absl::StatusOr<Session> Borrow(ShardKey key);
   absl::StatusOr<std::vector<NodeResult>> FanOut(std::string_view sql, ParamList params,
                                                  FanOutOptions options);
@@ -71,6 +74,10 @@ class RouterImpl {
   absl::Status RefreshMap();
   std::int64_t NextId() { return ids_->Next(); }
   std::string MetricsText() const;
+
+  // Test hook: runs in Transaction after the transaction id was read and before COMMIT is
+  // sent (a test breaks the connection there). Set before any call; not thread-safe.
+  void SetBeforeCommitForTest(std::function<void()> hook) { before_commit_ = std::move(hook); }
 
   // The current routing table (never null after Create). Readers take no mutex (snapshot.h).
   std::shared_ptr<const RoutingTable> table() const { return table_.Load(); }
@@ -102,9 +109,22 @@ class RouterImpl {
                                                     std::chrono::steady_clock::time_point deadline);
   // Runs `sql` once on the owner (or, for reads, the read node / a replica) of `hash`.
   absl::StatusOr<Result> RunOnce(const RoutingTable& t, std::int64_t hash, bool read,
-                                 std::string_view sql, ParamList params, int* node_index);
+                                 std::string_view sql, ParamList params, int* node_index,
+                                 std::chrono::steady_clock::time_point deadline);
+  // Checks out a connection within min(deadline, now + checkout_timeout); the lease carries
+  // `deadline` for its statements.
   absl::StatusOr<Lease> AcquireFrom(const std::shared_ptr<ConnPool>& pool,
-                                    const NodeMetrics& metrics) const;
+                                    const NodeMetrics& metrics,
+                                    std::chrono::steady_clock::time_point deadline) const;
+  // COMMITs the transaction open on `lease` (on `route`'s node). When the COMMIT was sent and
+  // no answer came (connection broken, deadline passed), asks the node on a fresh connection
+  // for pg_xact_status of the transaction id read before COMMIT: OK when it committed, Aborted
+  // + WriteOutcome::kNotCommitted when not, else the failure + WriteOutcome::kUnknown. The
+  // resolution may take up to connect_timeout past `deadline` (it needs a new connection).
+  absl::Status CommitAndResolve(Lease& lease, const NodeRoute& route,
+                                std::chrono::steady_clock::time_point deadline);
+  // The deadline of a call started now with `timeout` (0 = options_.call_timeout).
+  std::chrono::steady_clock::time_point DeadlineOf(std::chrono::milliseconds timeout) const;
   absl::Status CheckKeyType(const ShardMap& map, const ShardKey& key) const;
   // Queues one Maintain() per pool on the maintenance workers, unless a pass is still running.
   void StartPoolMaintenance(const RoutingTable& t);
@@ -127,6 +147,7 @@ class RouterImpl {
   std::atomic<bool> stopping_flag_{false};          // read by queued maintenance tasks
   std::atomic<std::int64_t> last_refresh_{0};       // steady_clock ticks of the last RefreshMap
   SnapshotSlot<RoutingTable> table_;
+  std::function<void()> before_commit_;  // SetBeforeCommitForTest
 
   mutable Mutex refresh_mu_;  // serialises RefreshMap's loads (one catalog round trip at a time)
 

@@ -13,6 +13,9 @@ namespace internal {
 
 SessionImpl::~SessionImpl() {
   if (!lease_) return;
+  if (per_statement_.count() > 0) {
+    lease_.set_deadline(std::chrono::steady_clock::now() + per_statement_);
+  }
   PGconn* conn = lease_.conn().raw();
   switch (PQtransactionStatus(conn)) {
     case PQTRANS_IDLE:
@@ -25,10 +28,22 @@ SessionImpl::~SessionImpl() {
       lease_.MarkBroken();
       break;
   }
+  if (reset_on_end_ && !lease_.pooled().broken) {
+    // A borrowed session may have changed anything a session holds (settings, search_path,
+    // role, temp tables, advisory locks, LISTENs, prepared statements): none of it may reach
+    // the next caller. DISCARD ALL releases it synchronously (closing alone is not enough:
+    // the server ends the old backend, and frees its advisory locks, only some time later).
+    // DISCARD ALL also undoes the router's own settings (application_name,
+    // statement_timeout, client_connection_check_interval), so the connection is then closed
+    // rather than set up again: Borrow is the rare path, a reconnect is its price.
+    (void)ExecControl(lease_, "DISCARD ALL");
+    lease_.MarkBroken();
+  }
 }
 
 absl::StatusOr<Result> SessionImpl::Execute(std::string_view sql, std::span<const Param> params) {
   const auto start = std::chrono::steady_clock::now();
+  if (per_statement_.count() > 0) lease_.set_deadline(start + per_statement_);
   absl::StatusOr<Result> r = ExecPrepared(lease_, sql, params);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -3,6 +3,7 @@
 // session ends (so a connection never returns to its pool inside a transaction).
 #pragma once
 
+#include <chrono>
 #include <span>
 #include <string>
 #include <string_view>
@@ -18,8 +19,18 @@ namespace shardline::internal {
 // Single-threaded, like the Session that owns it.
 class SessionImpl {
  public:
-  SessionImpl(Lease lease, NodeMetrics metrics, QueryKind kind)
-      : lease_(std::move(lease)), metrics_(metrics), kind_(kind) {}
+  // `per_statement` > 0: each statement's deadline is now + per_statement (borrowed sessions);
+  // 0: the lease's deadline holds for the whole session (a transaction's).
+  // `reset_on_end`: the connection is closed instead of returned to the pool when the session
+  // ends (Borrow: nothing a caller did to its session may reach the next one).
+  SessionImpl(Lease lease, NodeMetrics metrics, QueryKind kind,
+              std::chrono::milliseconds per_statement = std::chrono::milliseconds(0),
+              bool reset_on_end = false)
+      : lease_(std::move(lease)),
+        metrics_(metrics),
+        kind_(kind),
+        per_statement_(per_statement),
+        reset_on_end_(reset_on_end) {}
   // Rolls back a transaction still open (or discards the connection if that fails), then
   // returns the connection to its pool.
   ~SessionImpl();
@@ -39,6 +50,8 @@ class SessionImpl {
   mutable Lease lease_;
   NodeMetrics metrics_;
   QueryKind kind_;
+  std::chrono::milliseconds per_statement_;
+  bool reset_on_end_;
   int ok_statements_ = 0;
   absl::Status last_error_;
 };

@@ -2,7 +2,11 @@
 #include "statement.h"
 
 #include <libpq-fe.h>
+#include <poll.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -100,10 +104,107 @@ Result MakeResult(pg::ResultPtr res, const std::string& node) {
   return Result(std::make_shared<const ResultImpl>(std::move(res), node));
 }
 
+// What became of a query sent on a connection.
+struct Awaited {
+  pg::ResultPtr res;       // the first failed result, else the last one (null: see flags)
+  bool timed_out = false;  // the deadline passed first (the query is still in flight)
+};
+
+// Waits for every result of the query just sent on `conn` (non-blocking mode), until
+// `deadline`. Never blocks past the deadline: flushes and reads only when poll() says the
+// socket is ready. A connection that fails yields libpq's error result (status BAD).
+Awaited AwaitResults(PGconn* conn, TimePoint deadline) {
+  Awaited out;
+  for (;;) {
+    for (;;) {
+      const int flushed = PQflush(conn);
+      if (flushed < 0) break;  // PQgetResult reports the failure
+      if (flushed == 0 && PQisBusy(conn) == 0) break;
+      const auto now = SteadyClock::now();
+      if (now >= deadline) {
+        out.timed_out = true;
+        return out;
+      }
+      const std::int64_t left = std::chrono::ceil<std::chrono::milliseconds>(
+                                    std::min<SteadyClock::duration>(deadline - now,
+                                                                    std::chrono::hours(1)))
+                                    .count();
+      pollfd pfd{};
+      pfd.fd = PQsocket(conn);
+      if (pfd.fd < 0) break;
+      pfd.events = static_cast<short>(POLLIN | (flushed == 1 ? POLLOUT : 0));
+      const int rc = ::poll(&pfd, 1, static_cast<int>(left));
+      if (rc < 0 && errno != EINTR) break;
+      if (rc > 0 && (pfd.revents & (POLLIN | POLLERR | POLLHUP)) != 0 &&
+          PQconsumeInput(conn) == 0) {
+        break;  // connection lost: PQgetResult returns at once with the error
+      }
+    }
+    PGresult* r = PQgetResult(conn);
+    if (r == nullptr) return out;
+    pg::ResultPtr res(r);
+    // Keep the first failure, else the last result.
+    if (out.res == nullptr || ResultOk(out.res.get())) out.res = std::move(res);
+    if (PQstatus(conn) == CONNECTION_BAD) {
+      // Drain what libpq still holds (no I/O on a bad connection), then stop.
+      while (PGresult* more = PQgetResult(conn)) PQclear(more);
+      return out;
+    }
+  }
+}
+
+// The status of a call whose deadline passed waiting for the node; marks the lease timed out
+// (closed when returned: closing the socket is the cancel, see RouterOptions::call_timeout).
+absl::Status TimedOut(Lease& lease, std::string_view what) {
+  lease.MarkTimedOut();
+  const std::string& node = lease.conn().node();
+  absl::Status status = absl::DeadlineExceededError(fmt::format(
+      "node {}: {}: call deadline exceeded waiting for the node; statement cancelled, "
+      "connection closed",
+      node, what));
+  SetNode(status, node);
+  return status;
+}
+
+// Sends with `send` (a PQsend* call returning 1 on success) and waits for the results until
+// the lease's deadline. Returns the result, or null with *status set on timeout / send failure.
+template <typename SendFn>
+pg::ResultPtr SendAndAwait(Lease& lease, SendFn send, std::string_view what,
+                           absl::Status* status) {
+  PGconn* conn = lease.conn().raw();
+  if (SteadyClock::now() >= lease.deadline()) {
+    // The caller spent its deadline before this round trip (e.g. in a transaction's function):
+    // nothing is sent, so nothing can have been applied, and the node is not to blame (no
+    // breaker count). The connection may be mid-transaction: it is closed, which rolls back.
+    lease.MarkBroken();
+    const std::string& node = lease.conn().node();
+    *status = absl::DeadlineExceededError(
+        fmt::format("node {}: {}: call deadline exceeded before sending", node, what));
+    SetNode(*status, node);
+    return nullptr;
+  }
+  if (PQisnonblocking(conn) == 0) PQsetnonblocking(conn, 1);
+  if (send(conn) == 0) {
+    lease.MarkBroken();
+    *status = pg::StatusFromConn(conn, lease.conn().node(), std::string(what));
+    return nullptr;
+  }
+  Awaited a = AwaitResults(conn, lease.deadline());
+  if (a.timed_out) {
+    *status = TimedOut(lease, what);
+    return nullptr;
+  }
+  if (a.res != nullptr && PQstatus(conn) == CONNECTION_OK) lease.MarkAnswered();
+  return std::move(a.res);
+}
+
 // DEALLOCATE ALL and forget this connection's prepared statements. False on failure (the
 // lease is then marked broken: its statement names can no longer be trusted).
 bool ResetPrepared(Lease& lease) {
-  pg::ResultPtr res(PQexec(lease.conn().raw(), "DEALLOCATE ALL"));
+  absl::Status ignored;
+  pg::ResultPtr res = SendAndAwait(
+      lease, [](PGconn* c) { return PQsendQuery(c, "DEALLOCATE ALL"); }, "DEALLOCATE ALL",
+      &ignored);
   if (!res || PQresultStatus(res.get()) != PGRES_COMMAND_OK) {
     lease.MarkBroken();
     return false;
@@ -135,15 +236,32 @@ absl::StatusOr<Result> ExecPrepared(Lease& lease, std::string_view sql,
       }
       std::string name = fmt::format("sl{}", pc.prepared.size() + 1);
       const std::string text(sql);
-      pg::ResultPtr prep(PQprepare(conn, name.c_str(), text.c_str(), 0, nullptr));
+      absl::Status send_status;
+      pg::ResultPtr prep = SendAndAwait(
+          lease,
+          [&](PGconn* c) { return PQsendPrepare(c, name.c_str(), text.c_str(), 0, nullptr); },
+          "prepare", &send_status);
+      if (!send_status.ok()) return send_status;
       if (!prep || PQresultStatus(prep.get()) != PGRES_COMMAND_OK) {
         return Failure(lease, prep.get(), "prepare failed");
       }
       it = pc.prepared.emplace(text, std::move(name)).first;
     }
-    pg::ResultPtr res(PQexecPrepared(conn, it->second.c_str(), static_cast<int>(params.size()),
+    absl::Status send_status;
+    const char* stmt_name = it->second.c_str();
+    pg::ResultPtr res = SendAndAwait(
+        lease,
+        [&](PGconn* c) {
+          return PQsendQueryPrepared(c, stmt_name, static_cast<int>(params.size()),
                                      scratch.values.data(), scratch.lengths.data(),
-                                     scratch.formats.data(), /*resultFormat=*/0));
+                                     scratch.formats.data(), /*resultFormat=*/0);
+        },
+        "statement", &send_status);
+    if (!send_status.ok()) {
+      // Sent, then no answer before the deadline: it may have been applied.
+      if (pc.timed_out) SetWriteOutcome(send_status, WriteOutcome::kUnknown);
+      return send_status;
+    }
     if (res && ResultOk(res.get())) return MakeResult(std::move(res), pc.conn->node());
     const std::string_view sqlstate = SqlStateOfResult(res.get());
     if (attempt == 0 && (sqlstate == "26000" || sqlstate == "0A000") &&
@@ -154,14 +272,29 @@ absl::StatusOr<Result> ExecPrepared(Lease& lease, std::string_view sql,
       if (!InTransaction(lease) && ResetPrepared(lease)) continue;
       lease.MarkBroken();
     }
-    return Failure(lease, res.get(), "statement failed");
+    absl::Status failed = Failure(lease, res.get(), "statement failed");
+    if (PQstatus(conn) == CONNECTION_BAD && sqlstate.empty()) {
+      // Sent, then the connection broke without an answer: it may have been applied.
+      SetWriteOutcome(failed, WriteOutcome::kUnknown);
+    }
+    return failed;
   }
 }
 
 absl::Status ExecControl(Lease& lease, const char* sql) {
-  pg::ResultPtr res(PQexec(lease.conn().raw(), sql));
+  absl::Status send_status;
+  pg::ResultPtr res = SendAndAwait(
+      lease, [sql](PGconn* c) { return PQsendQuery(c, sql); }, sql, &send_status);
+  if (!send_status.ok()) {
+    if (lease.pooled().timed_out) SetWriteOutcome(send_status, WriteOutcome::kUnknown);
+    return send_status;
+  }
   if (res && ResultOk(res.get())) return absl::OkStatus();
-  return Failure(lease, res.get(), fmt::format("{} failed", sql));
+  absl::Status failed = Failure(lease, res.get(), fmt::format("{} failed", sql));
+  if (PQstatus(lease.conn().raw()) == CONNECTION_BAD && SqlStateOfResult(res.get()).empty()) {
+    SetWriteOutcome(failed, WriteOutcome::kUnknown);
+  }
+  return failed;
 }
 
 bool IsConnectionFailure(const absl::Status& status) {

@@ -24,12 +24,15 @@ inline constexpr std::size_t kMaxPreparedPerConnection = 256;
 // the connection failed, in which case the lease is marked broken. A statement that the
 // server no longer knows (26000) or whose cached plan changed its result type (0A000) is
 // re-prepared and run once more when no transaction is open. Blocks for the round trips
-// (bounded by the server's statement_timeout). Not thread-safe (one lease, one thread).
+// until the lease's deadline: past it the lease is marked timed out (closed on return, counted
+// by the node's breaker) and the status is DeadlineExceeded naming the node. A statement sent
+// whose connection broke or whose deadline passed before the answer carries
+// WriteOutcome::kUnknown (shardline/errors.h). Not thread-safe (one lease, one thread).
 absl::StatusOr<Result> ExecPrepared(Lease& lease, std::string_view sql,
                                     std::span<const Param> params);
 
 // Runs a parameterless control statement (BEGIN, COMMIT, ROLLBACK) with the simple protocol.
-// Same error handling as ExecPrepared.
+// Same error handling and deadline as ExecPrepared.
 absl::Status ExecControl(Lease& lease, const char* sql);
 
 // True when a status from ExecPrepared means the connection (not the statement) failed.

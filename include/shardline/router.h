@@ -2,6 +2,7 @@
 // connections, following the shard map as it changes. The library's main entry point.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
@@ -64,6 +65,17 @@ struct NodeResult {
 struct FanOutOptions {
   // Fail the whole call when any node fails (default), or return per-node statuses.
   bool fail_on_any_error = true;
+  // Deadline of each node's part (checkout + statement); 0 = RouterOptions::call_timeout.
+  // A node that does not answer in time gets DeadlineExceeded; the others' rows are kept.
+  std::chrono::milliseconds timeout{0};
+};
+
+// Per-call options.
+struct CallOptions {
+  // Deadline of the call (checkout + send + wait; for Transaction the whole transaction,
+  // fn included); 0 = RouterOptions::call_timeout. On expiry: DeadlineExceeded naming the
+  // node, the connection closed (so the statement is cancelled), never a hang.
+  std::chrono::milliseconds timeout{0};
 };
 
 // Routes statements by shard key. Thread-safe: one Router serves all threads of a process.
@@ -87,23 +99,34 @@ class Router {
   // Runs one statement on the node that owns `key` (its owner: writes go there). A write into
   // a range fenced by a migration refreshes the map and retries on the new owner (fence_retries).
   // Errors carry the node and SQLSTATE (shardline/errors.h); InvalidArgument when the key's type
-  // is not the map's key_type. Blocks up to checkout_timeout for a connection plus the statement.
+  // is not the map's key_type. Blocks at most until the call's deadline (CallOptions, default
+  // RouterOptions::call_timeout): DeadlineExceeded naming the node past it, the connection
+  // closed. A write sent whose answer was lost carries WriteOutcome::kUnknown (errors.h):
+  // never retry it blindly.
   absl::StatusOr<Result> Execute(ShardKey key, std::string_view sql,
-                                 std::initializer_list<Param> params = {});
-  absl::StatusOr<Result> Execute(ShardKey key, std::string_view sql, ParamList params);
+                                 std::initializer_list<Param> params = {},
+                                 CallOptions call = {});
+  absl::StatusOr<Result> Execute(ShardKey key, std::string_view sql, ParamList params,
+                                 CallOptions call = {});
   // Read-only: runs on the range's read node (the move target once reads switched) or one of
   // its replicas when the map lists them.
   absl::StatusOr<Result> ExecuteRead(ShardKey key, std::string_view sql,
-                                     std::initializer_list<Param> params = {});
-  absl::StatusOr<Result> ExecuteRead(ShardKey key, std::string_view sql, ParamList params);
+                                     std::initializer_list<Param> params = {},
+                                     CallOptions call = {});
+  absl::StatusOr<Result> ExecuteRead(ShardKey key, std::string_view sql, ParamList params,
+                                     CallOptions call = {});
 
   // Runs `fn` inside BEGIN ... COMMIT on the owner of `key`; commits when fn returns OK, rolls
   // back otherwise (and on any error). Returns fn's status or the commit's. A fenced error
-  // before any statement succeeded is retried on the new owner like Execute.
-  absl::Status Transaction(ShardKey key, const std::function<absl::Status(Session&)>& fn);
+  // before any statement succeeded is retried on the new owner like Execute. The deadline
+  // (CallOptions) covers the whole transaction; an exception thrown by fn is caught (Internal)
+  // and the transaction rolled back, so no connection is left mid-transaction.
+  absl::Status Transaction(ShardKey key, const std::function<absl::Status(Session&)>& fn,
+                           CallOptions call = {});
 
   // Borrows a connection to the owner of `key` for several statements (e.g. session settings,
-  // cursors). The caller must not keep it longer than needed: it holds a pool slot.
+  // cursors). The caller must not keep it longer than needed: it holds a pool slot. Each
+  // statement of the session has the router's call_timeout as its deadline.
   absl::StatusOr<Session> Borrow(ShardKey key);
 
   // Runs `sql` on every node in parallel. In `sql`, `$owned(col)` expands to a predicate true

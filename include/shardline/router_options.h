@@ -13,6 +13,10 @@ using std::chrono::milliseconds;
 
 inline constexpr milliseconds kDefaultCheckoutTimeout{1000};
 inline constexpr milliseconds kDefaultConnectTimeout{2000};
+// Default deadline of one router call (Execute, ExecuteRead, Transaction, FanOut, one Session
+// statement): checkout + send + wait. Never infinite (issue 10).
+inline constexpr milliseconds kDefaultCallTimeout{5000};
+inline constexpr int kDefaultMaxWaiters = 64;
 
 // Per-node connection pool behaviour (limits per node come from the map: pool_min/pool_max).
 struct PoolOptions {
@@ -32,8 +36,13 @@ struct PoolOptions {
   // Circuit breaker: after `breaker_failures` consecutive connection failures the node's
   // breaker opens and calls fail immediately (Unavailable) for `breaker_open_for`; then one
   // probe is let through (half-open). Default 3 failures, 1 s.
+  // Statement timeouts (a call's deadline passed while waiting for the node) count as
+  // failures too: a hung node trips its breaker like a node that refuses connections.
   int breaker_failures = 3;
   milliseconds breaker_open_for{1000};
+  // Most callers queued for a connection of one node; past it Acquire fails at once with
+  // Unavailable instead of queueing behind a dead node. 0 = unbounded. Default 64.
+  int max_waiters = kDefaultMaxWaiters;
   // Per-node pool limits for this router instead of the map's pool_min / pool_max (0 = the
   // map's). For processes whose concurrency differs from the services the map was sized for
   // (e.g. shardline-loadgen --pool-max). A min above the max is lowered to the max. Default 0.
@@ -52,6 +61,12 @@ struct RouterOptions {
   std::string catalog_dsn;  // the control database: LISTEN shardline_map + polling fallback
 
   PoolOptions pool;
+  // Deadline of every call that does not give its own (CallOptions::timeout): covers the
+  // checkout, sending and waiting for the result. On expiry the connection is closed (the
+  // server cancels the statement when it notices, within client_connection_check_interval =
+  // 1 s, set on every connection) and the call fails with DeadlineExceeded naming the node.
+  // Must be > 0. Default 5 s.
+  milliseconds call_timeout = kDefaultCallTimeout;
   // statement_timeout set on every connection; 0 = server default. Default 0.
   milliseconds statement_timeout{0};
   // application_name on every connection (shows in pg_stat_activity). Default "shardline".

@@ -616,6 +616,74 @@ TEST_F(ConnPoolTest, BreakerOpensAfterConsecutiveFailuresAndFailsFastWithoutConn
   EXPECT_EQ(connector_.calls(), 3);
 }
 
+TEST_F(ConnPoolTest, CallsTimingOutTripTheBreakerLikeRefusedConnections) {
+  // A hung node: connections exist, but calls on them time out (issue 10).
+  config_.options.breaker_failures = 3;
+  std::vector<std::string> logs;
+  config_.log = [&logs](LogLevel, std::string_view line) { logs.emplace_back(line); };
+  auto pool = MakePool();
+  std::vector<Lease> leases;
+  for (int i = 0; i < 3; ++i) {
+    absl::StatusOr<Lease> lease = pool->Acquire(In(seconds(1)));
+    ASSERT_TRUE(lease.ok()) << lease.status();
+    leases.push_back(std::move(*lease));
+  }
+  for (Lease& l : leases) l.MarkTimedOut();
+  leases[0].Release();
+  leases[1].Release();
+  EXPECT_EQ(pool->Stats().breaker, BreakerState::kClosed);
+  leases[2].Release();
+  EXPECT_EQ(pool->Stats().breaker, BreakerState::kOpen);
+  EXPECT_EQ(pool->Stats().call_timeouts, 3);
+  ASSERT_EQ(logs.size(), 1u);
+  EXPECT_THAT(logs[0], HasSubstr("node b: circuit breaker open after 3 consecutive failures "
+                                 "(calls timed out waiting for the node)"));
+  const int calls = connector_.calls();
+  EXPECT_THAT(pool->Acquire(In(seconds(1))).status(),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("circuit breaker open")));
+  EXPECT_EQ(connector_.calls(), calls);  // failed fast, no connection attempt
+}
+
+TEST_F(ConnPoolTest, AnAnsweredCallResetsTheTimeoutCount) {
+  config_.options.breaker_failures = 2;
+  auto pool = MakePool();
+  for (int round = 0; round < 3; ++round) {
+    absl::StatusOr<Lease> slow = pool->Acquire(In(seconds(1)));
+    ASSERT_TRUE(slow.ok());
+    slow->MarkTimedOut();
+    slow->Release();
+    absl::StatusOr<Lease> fine = pool->Acquire(In(seconds(1)));
+    ASSERT_TRUE(fine.ok());
+    fine->MarkAnswered();
+    fine->Release();
+  }
+  EXPECT_EQ(pool->Stats().breaker, BreakerState::kClosed);
+}
+
+TEST_F(ConnPoolTest, PastMaxWaitersACallFailsAtOnceWithUnavailable) {
+  config_.max_size = 1;
+  config_.options.max_waiters = 2;
+  auto pool = MakePool();
+  absl::StatusOr<Lease> held = pool->Acquire(In(seconds(1)));
+  ASSERT_TRUE(held.ok());
+  std::vector<std::thread> waiters;
+  std::vector<absl::Status> got(2);
+  for (int i = 0; i < 2; ++i) {
+    waiters.emplace_back([&, i] { got[i] = pool->Acquire(In(seconds(1))).status(); });
+  }
+  ASSERT_TRUE(pool->AwaitWaitersForTest(2, kHookTimeout));
+  absl::StatusOr<Lease> third = pool->Acquire(In(seconds(1)));
+  EXPECT_THAT(third.status(),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr("node b: 2 callers already wait for a connection (max_waiters)")));
+  EXPECT_EQ(NodeOf(third.status()), "b");
+  EXPECT_EQ(pool->Stats().waiters_refused, 1);
+  clock_.Advance(seconds(1));
+  pool->WakeWaitersForTest();
+  for (auto& t : waiters) t.join();
+  for (const auto& s : got) EXPECT_THAT(s, StatusIs(absl::StatusCode::kDeadlineExceeded, ::testing::_));
+}
+
 TEST_F(ConnPoolTest, BreakerMessageCountsDownToTheNextAttempt) {
   config_.options.breaker_failures = 1;
   config_.options.breaker_open_for = milliseconds(1000);
