@@ -7,11 +7,7 @@
 namespace shardline::migrate {
 
 absl::Status CatchUp(RolloutContext& ctx, int w) {
-  if (auto s = UpdateWave(ctx.catalog(), ctx.id(), w,
-                          {{"started_at", "coalesce(started_at, clock_timestamp())"}}, {});
-      !s.ok()) {
-    return s;
-  }
+  if (auto s = RecordCatchUpStarted(ctx.catalog(), ctx.id(), w); !s.ok()) return s;
   // A mark of another migration over these ranges is refused, never taken over. A target may
   // carry the fence an earlier move left on a range that now comes back: lifted at the switch.
   for (const auto& [target, ranges] : ctx.RangesByTarget({w})) {
@@ -66,7 +62,7 @@ absl::Status CatchUp(RolloutContext& ctx, int w) {
     ctx.Log(fmt::format("wave {}: replicating {} range(s) {} -> {} ({})", w, p.ranges.size(),
                         p.source, p.target, fwd));
   }
-  return UpdateWave(ctx.catalog(), ctx.id(), w, {{"step", "'catching_up'"}}, {});
+  return RecordWaveStep(ctx.catalog(), ctx.id(), w, WaveStep::kCatchingUp);
 }
 
 }  // namespace shardline::migrate

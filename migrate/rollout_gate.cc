@@ -109,14 +109,7 @@ absl::Status Gate(RolloutContext& ctx, int w) {
     }
   }
   if (summary.empty()) summary = fmt::format("clean: {} rows compared", rows);
-  if (auto s = UpdateWave(
-          ctx.catalog(), ctx.id(), w,
-          {{"verify_clean", "$3::boolean"},
-           {"verify_summary", "$4"},
-           {"rows_verified", "$5::bigint"},
-           {"gate_pause_ms", "$6::float8"}},
-          {clean ? "true" : "false", summary, std::to_string(rows), fmt::format("{}", max_pause)});
-      !s.ok()) {
+  if (auto s = RecordGate(ctx.catalog(), ctx.id(), w, clean, summary, rows, max_pause); !s.ok()) {
     return s;
   }
   if (!clean) {
@@ -126,8 +119,7 @@ absl::Status Gate(RolloutContext& ctx, int w) {
         "--repair` re-copies), then run advance again, or rollback",
         w, summary));
   }
-  return UpdateWave(ctx.catalog(), ctx.id(), w,
-                    {{"step", "'verified'"}, {"verified_at", "clock_timestamp()"}}, {});
+  return RecordWaveStep(ctx.catalog(), ctx.id(), w, WaveStep::kVerified);
 }
 
 }  // namespace shardline::migrate

@@ -26,6 +26,31 @@ double ToDouble(const pg::Result& r, int row, int col, double if_null) {
   return std::strtod(r.String(row, col).c_str(), nullptr);
 }
 
+// Sets columns of a wave. `assignments` are (column, SQL value expression over parameters
+// $3...) pairs written by this file only, e.g. {"step", "$3"}, {"writes_at",
+// "clock_timestamp()"}; `params` are the values of $3... in order.
+absl::Status UpdateWave(pg::Conn& catalog, std::int64_t id, int wave,
+                        const std::vector<std::pair<std::string, std::string>>& assignments,
+                        const pg::Params& params) {
+  std::string set;
+  for (const auto& [column, value] : assignments) {
+    if (!set.empty()) set += ", ";
+    set += fmt::format("{} = {}", catalog.QuoteIdent(column), value);
+  }
+  pg::Params all = {std::to_string(id), std::to_string(wave)};
+  all.insert(all.end(), params.begin(), params.end());
+  if (auto s = Exec(catalog,
+                    fmt::format("UPDATE shardline.migration_waves SET {} WHERE migration_id = $1 "
+                                "AND wave = $2",
+                                set),
+                    all);
+      !s.ok()) {
+    return s;
+  }
+  return Exec(catalog, "UPDATE shardline.migrations SET updated_at = now() WHERE id = $1",
+              {std::to_string(id)});
+}
+
 }  // namespace
 
 absl::StatusOr<std::int64_t> CreateMigration(pg::Conn& catalog, const std::string& plan_toml,
@@ -211,26 +236,36 @@ absl::Status EndStep(pg::Conn& catalog, std::int64_t step_id, bool ok, const std
               {std::to_string(step_id), std::string(ok ? "ok" : "failed"), detail});
 }
 
-absl::Status UpdateWave(pg::Conn& catalog, std::int64_t id, int wave,
-                        const std::vector<std::pair<std::string, std::string>>& assignments,
-                        const pg::Params& params) {
-  std::string set;
-  for (const auto& [column, value] : assignments) {
-    if (!set.empty()) set += ", ";
-    set += fmt::format("{} = {}", catalog.QuoteIdent(column), value);
-  }
-  pg::Params all = {std::to_string(id), std::to_string(wave)};
-  all.insert(all.end(), params.begin(), params.end());
-  if (auto s = Exec(catalog,
-                    fmt::format("UPDATE shardline.migration_waves SET {} WHERE migration_id = $1 "
-                                "AND wave = $2",
-                                set),
-                    all);
-      !s.ok()) {
-    return s;
-  }
-  return Exec(catalog, "UPDATE shardline.migrations SET updated_at = now() WHERE id = $1",
-              {std::to_string(id)});
+
+absl::Status RecordCatchUpStarted(pg::Conn& catalog, std::int64_t id, int wave) {
+  return UpdateWave(catalog, id, wave,
+                    {{"started_at", "coalesce(started_at, clock_timestamp())"}}, {});
+}
+
+absl::Status RecordWaveStep(pg::Conn& catalog, std::int64_t id, int wave, WaveStep step) {
+  std::vector<std::pair<std::string, std::string>> set = {{"step", "$3"}};
+  if (step == WaveStep::kVerified) set.push_back({"verified_at", "clock_timestamp()"});
+  return UpdateWave(catalog, id, wave, set, {std::string(WaveStepName(step))});
+}
+
+absl::Status RecordGate(pg::Conn& catalog, std::int64_t id, int wave, bool clean,
+                        const std::string& summary, std::int64_t rows, double pause_ms) {
+  return UpdateWave(catalog, id, wave,
+                    {{"verify_clean", "$3::boolean"},
+                     {"verify_summary", "$4"},
+                     {"rows_verified", "$5::bigint"},
+                     {"gate_pause_ms", "$6::float8"}},
+                    {clean ? "true" : "false", summary, std::to_string(rows),
+                     fmt::format("{}", pause_ms)});
+}
+
+absl::Status RecordReadsSwitched(pg::Conn& catalog, std::int64_t id, int wave,
+                                 std::int64_t version) {
+  return UpdateWave(catalog, id, wave,
+                    {{"step", "'reads_switched'"},
+                     {"reads_at", "clock_timestamp()"},
+                     {"reads_version", "$3::bigint"}},
+                    {std::to_string(version)});
 }
 
 absl::Status RecordFencedAt(pg::Conn& catalog, std::int64_t id, int wave) {

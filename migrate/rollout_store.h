@@ -111,12 +111,16 @@ absl::StatusOr<std::int64_t> BeginStep(pg::Conn& catalog, std::int64_t id, int w
 // Records the end of step `step_id` with its outcome and a detail line.
 absl::Status EndStep(pg::Conn& catalog, std::int64_t step_id, bool ok, const std::string& detail);
 
-// Sets columns of a wave. `assignments` are (column, SQL value expression over parameters
-// $3...) pairs written by our code only, e.g. {"step", "$3"}, {"writes_at", "clock_timestamp()"};
-// `params` are the values of $3... in order.
-absl::Status UpdateWave(pg::Conn& catalog, std::int64_t id, int wave,
-                        const std::vector<std::pair<std::string, std::string>>& assignments,
-                        const pg::Params& params);
+// A wave's records: catch-up began (started_at, kept by a rerun); a step reached (catching_up,
+// verified: verified_at stamped); the gate's outcome (clean or not, the summary, rows compared,
+// the longest pause); reads switched (reads_at, the map version).
+absl::Status RecordCatchUpStarted(pg::Conn& catalog, std::int64_t id, int wave);
+absl::Status RecordWaveStep(pg::Conn& catalog, std::int64_t id, int wave, WaveStep step);
+absl::Status RecordGate(pg::Conn& catalog, std::int64_t id, int wave, bool clean,
+                        const std::string& summary, std::int64_t rows, double pause_ms);
+absl::Status RecordReadsSwitched(pg::Conn& catalog, std::int64_t id, int wave,
+                                 std::int64_t version);
+
 // The write window of wave `wave`: fenced_at stamped before the fence (a rerun keeps the first
 // stamp), cleared when the window is reverted, and the switch recorded (step writes_switched,
 // the owner map's version, the fence positions, write_window_ms, soak_until) after the owner

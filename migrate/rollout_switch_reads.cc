@@ -12,11 +12,7 @@ absl::Status SwitchReads(RolloutContext& ctx, int w) {
       ctx.PublishStage(steps, fmt::format("rollout {} wave {}: switch reads", ctx.id(), w));
   if (!version.ok()) return version.status();
   ctx.Point("reads:published");
-  return UpdateWave(ctx.catalog(), ctx.id(), w,
-                    {{"step", "'reads_switched'"},
-                     {"reads_at", "clock_timestamp()"},
-                     {"reads_version", "$3::bigint"}},
-                    {std::to_string(*version)});
+  return RecordReadsSwitched(ctx.catalog(), ctx.id(), w, *version);
 }
 
 }  // namespace shardline::migrate

@@ -1014,8 +1014,8 @@ TEST_F(RolloutTest, StartRefusesPartitionedTablesAndUnhashableKeysBeforeTouching
   }
   ShardMapConfig c = CurrentMap()->config();
   c.version += 1;
-  c.tables.push_back(TableConfig{.name = "events", .key = "user_id"});
-  c.tables.push_back(TableConfig{.name = "scores", .key = "user_id"});
+  c.tables.push_back(TableConfig{.name = "events", .key = "user_id", .primary_key = {}});
+  c.tables.push_back(TableConfig{.name = "scores", .key = "user_id", .primary_key = {}});
   auto catalog = migrate::Catalog::Create(db_->control_dsn());
   ASSERT_TRUE(catalog.ok());
   ASSERT_TRUE((*catalog)->Publish(c, "two more tables", {}).ok());
@@ -1112,7 +1112,8 @@ TEST_F(RolloutTest, PublishRefusesWhenAnotherMapWasPublishedInBetween) {
   ASSERT_NO_FATAL_FAILURE(RunUntil(1, "verified"));
   ShardMapConfig other = CurrentMap()->config();
   other.version += 1;
-  other.tables.push_back(TableConfig{.name = "countries", .reference = true});
+  other.tables.push_back(
+      TableConfig{.name = "countries", .key = "", .primary_key = {}, .reference = true});
   auto catalog = migrate::Catalog::Create(db_->control_dsn());
   ASSERT_TRUE(catalog.ok());
   ASSERT_TRUE((*catalog)->Publish(other, "someone else", {}).ok());
