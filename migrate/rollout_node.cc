@@ -510,6 +510,12 @@ absl::Status EnableSubscription(pg::Conn& subscriber, const std::string& name) {
       fmt::format("node {}: enabling subscription {}", subscriber.node(), name));
 }
 
+absl::StatusOr<bool> SlotExists(pg::Conn& conn, const std::string& name) {
+  auto r = conn.Exec("SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", {name});
+  if (!r.ok()) return r.status();
+  return r->rows() > 0;
+}
+
 absl::Status DropSlot(pg::Conn& conn, const std::string& name) {
   return DropSlotWhenInactive(conn, name, std::chrono::seconds(10));
 }

@@ -150,6 +150,8 @@ absl::Status EnableSubscription(pg::Conn& subscriber, const std::string& name);
 // write window).
 absl::Status DropSubscriptionIfExists(pg::Conn& subscriber, pg::Conn& publisher,
                                       const std::string& name, bool drop_slots = true);
+// Whether replication slot `name` exists on `conn`.
+absl::StatusOr<bool> SlotExists(pg::Conn& conn, const std::string& name);
 // Drops replication slot `name` once it is inactive (waits up to 10 s); OK when absent.
 absl::Status DropSlot(pg::Conn& conn, const std::string& name);
 // Drops every inactive replication slot whose name starts with `prefix`; returns how many.

@@ -97,11 +97,9 @@ absl::StatusOr<LsnBySource> FenceSources(RolloutContext& ctx, int w) {
 }
 
 // Each target applies its source's writes up to the fence; then forward replication stops
-// (PostgreSQL 15 would send rows applied by one direction back through the other). *stopped
-// tells whether any forward subscription was dropped (RevertWindow needs to know).
+// (PostgreSQL 15 would send rows applied by one direction back through the other).
 absl::Status WaitTargetsStopForward(RolloutContext& ctx, int w, const std::vector<Pair>& pairs,
-                                    const LsnBySource& fence_lsn, const Window& window,
-                                    bool* stopped) {
+                                    const LsnBySource& fence_lsn, const Window& window) {
   for (const Pair& p : pairs) {
     auto ends = ctx.Ends(p);
     if (!ends.ok()) return ends.status();
@@ -119,7 +117,6 @@ absl::Status WaitTargetsStopForward(RolloutContext& ctx, int w, const std::vecto
         !s.ok()) {
       return s;
     }
-    *stopped = true;
   }
   return absl::OkStatus();
 }
@@ -213,12 +210,13 @@ absl::Status DropForward(RolloutContext& ctx, int w, const std::vector<Pair>& pa
 }
 
 // The window ran out (or a step in it failed) before the owner map was published: back to the
-// state before the fence. Forward replication resumes from its slot (kept until DropForward),
+// state before the fence. Forward replication resumes from its slot (kept until DropForward)
+// wherever it is not running, whoever stopped it (this run, or an earlier one killed after),
 // reverse subscriptions go (their slots stay for the next attempt, moved again then), the
 // targets' marks go, the sources' fences become 'moving' marks again: the sources take writes
 // and own the ranges, as the published map says. Returns `why` with what was done.
 absl::Status RevertWindow(RolloutContext& ctx, int w, const std::vector<Pair>& pairs,
-                          bool forward_stopped, const absl::Status& why) {
+                          const absl::Status& why) {
   // Never once a map giving a target these ranges is current (a publish that failed after it
   // committed): the targets take writes then, and only going on is safe.
   auto current = ctx.LoadCurrentMap();
@@ -243,9 +241,22 @@ absl::Status RevertWindow(RolloutContext& ctx, int w, const std::vector<Pair>& p
           !s.ok()) {
         return s;
       }
-      if (forward_stopped) {
-        if (auto s = EnsureSubscription(*t_conn, *s_conn, ctx.Name(w, p, false),
-                                        ctx.Dsn(p.source), /*copy_data=*/false);
+      // Forward replication must run again before the sources take writes: resumed from its
+      // kept slot when this run or a killed earlier one stopped it. Without the slot the gap
+      // could not be replayed: the sources then stay fenced (the caller says so).
+      const std::string fwd = ctx.Name(w, p, false);
+      auto running = SubscriptionExists(*t_conn, fwd);
+      if (!running.ok()) return running.status();
+      if (!*running) {
+        auto slot = SlotExists(*s_conn, fwd);
+        if (!slot.ok()) return slot.status();
+        if (!*slot) {
+          return absl::FailedPreconditionError(fmt::format(
+              "node {}: forward slot {} is gone, so forward replication cannot resume", p.source,
+              fwd));
+        }
+        if (auto s = EnsureSubscription(*t_conn, *s_conn, fwd, ctx.Dsn(p.source),
+                                        /*copy_data=*/false);
             !s.ok()) {
           return s;
         }
@@ -287,28 +298,26 @@ absl::Status SwitchWrites(RolloutContext& ctx, int w) {
   const Window window(ctx, w);
   auto fence_lsn = FenceSources(ctx, w);
   if (!fence_lsn.ok()) {
-    return RevertWindow(ctx, w, pairs, /*forward_stopped=*/false, fence_lsn.status());
+    return RevertWindow(ctx, w, pairs, fence_lsn.status());
   }
   window.Lap("sources fenced");
   ctx.Point("writes:fenced");
-  bool forward_stopped = false;
-  if (auto s = WaitTargetsStopForward(ctx, w, pairs, *fence_lsn, window, &forward_stopped);
-      !s.ok()) {
-    return RevertWindow(ctx, w, pairs, forward_stopped, s);
+  if (auto s = WaitTargetsStopForward(ctx, w, pairs, *fence_lsn, window); !s.ok()) {
+    return RevertWindow(ctx, w, pairs, s);
   }
   window.Lap("target caught up, forward replication stopped");
   ctx.Point("writes:forward_stopped");
   if (auto s = StartReverse(ctx, w, pairs); !s.ok()) {
-    return RevertWindow(ctx, w, pairs, /*forward_stopped=*/true, s);
+    return RevertWindow(ctx, w, pairs, s);
   }
   if (window.Over()) {
-    return RevertWindow(ctx, w, pairs, /*forward_stopped=*/true,
+    return RevertWindow(ctx, w, pairs,
                         absl::DeadlineExceededError("reverse replication started too late"));
   }
   window.Lap("reverse replication started");
   ctx.Point("writes:reverse_started");
   auto version = PublishOwners(ctx, w);
-  if (!version.ok()) return RevertWindow(ctx, w, pairs, /*forward_stopped=*/true, version.status());
+  if (!version.ok()) return RevertWindow(ctx, w, pairs, version.status());
   ctx.Point("writes:owner_published");  // published, not yet recorded
   if (auto s = RecordSwitch(ctx, w, *version, *fence_lsn); !s.ok()) return s;
   window.Lap("owner map published");

@@ -1106,6 +1106,40 @@ TEST_F(RolloutTest, CleanupDeletesNothingWhenTheCurrentMapDoesNotGiveTheRangesTo
   EXPECT_EQ(Status()[0]["state"], "running");
 }
 
+// A switch killed after forward replication stopped, then a rerun whose window fails (here: its
+// fence cannot take the pause lock within --pause-timeout): the
+// revert resumes forward replication from its kept slot before the sources take writes again,
+// so the writes they take meanwhile reach the target once the switch completes.
+TEST_F(RolloutTest, RevertAfterAKilledSwitchResumesForwardReplicationBeforeUnfencing) {
+  Writer writer(db_->control_dsn(), 15);
+  writer.Start();
+  Cli({"rollout", "start", "--plan", plan_, "--waves", "100%"}, 0);
+  ASSERT_NO_FATAL_FAILURE(RunUntil(1, "reads_switched"));
+  Cli({"rollout", "advance", "--migration", "1"}, 128 + SIGKILL,
+      {{"SHARDLINE_ROLLOUT_KILL_AT", "writes:forward_stopped"}});
+  // Someone holds the migration's pause lock on n1 (as a writer in flight would): the rerun's
+  // fence cannot take it within --pause-timeout.
+  auto holder = ConnectOrDie(db_->node_dsn(0));
+  ASSERT_TRUE(holder
+                  ->Exec("SELECT pg_advisory_lock_shared(lock_key) FROM shardline.fenced_ranges "
+                         "LIMIT 1")
+                  .ok());
+  CommandResult r =
+      Cli({"rollout", "advance", "--migration", "1", "--pause-timeout", "0.5"}, 1);
+  EXPECT_THAT(r.err, HasSubstr("could not pause writers"));
+  EXPECT_THAT(r.err, HasSubstr("reverted: the sources take writes again"));
+  ASSERT_TRUE(holder->Exec("SELECT pg_advisory_unlock_all()").ok());
+  EXPECT_EQ(Status()[0]["waves"][0]["step"], "reads_switched");
+  ASSERT_TRUE(writer.WaitForMoreWrites(300));  // taken by the sources, replicated forward
+  Cli({"rollout", "advance", "--migration", "1"}, 0);
+  ASSERT_TRUE(writer.WaitForMoreWrites(200));
+  Cli({"rollout", "cleanup", "--migration", "1"}, 0);
+  writer.Stop();
+  for (const std::string& e : writer.Errors()) EXPECT_THAT(e, HasSubstr("fenced")) << e;
+  ExpectWritesOnOwners(writer.Acked(), /*exclusive=*/true);
+  EXPECT_EQ(ReplicationObjects(), 0);
+}
+
 // A stage's publish refuses when someone else published in between, instead of overwriting.
 TEST_F(RolloutTest, PublishRefusesWhenAnotherMapWasPublishedInBetween) {
   Cli({"rollout", "start", "--plan", plan_, "--waves", "100%"}, 0);
