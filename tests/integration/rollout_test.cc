@@ -1140,6 +1140,38 @@ TEST_F(RolloutTest, RevertAfterAKilledSwitchResumesForwardReplicationBeforeUnfen
   EXPECT_EQ(ReplicationObjects(), 0);
 }
 
+// A range that comes back to a node lifts the fence an earlier move left there, only over the
+// returning part (schemas/node.sql, shardline.lift_fence); the migration's own marks stay.
+TEST_F(RolloutTest, LiftFenceCutsOnlyTheReturningPartOfAnotherMigrationsFence) {
+  std::ifstream in(std::filesystem::path(__FILE__).parent_path() / "../../schemas/node.sql");
+  ASSERT_TRUE(in);
+  std::stringstream node_sql;
+  node_sql << in.rdbuf();
+  auto conn = ConnectOrDie(db_->node_dsn(0));
+  ASSERT_TRUE(conn->ExecScript(node_sql.str()).ok());
+  Exec(0, "INSERT INTO shardline.fenced_ranges (table_name, lo, hi, mode, lock_key, reason) "
+          "VALUES ('users', 0, 100, 'fence', 1, 'moved away by 1'), "
+          "('users', 200, 300, 'fence', 2, 'ours')");
+  auto cut = conn->Exec("SELECT shardline.lift_fence('users', 20, 30, 2)");
+  ASSERT_TRUE(cut.ok()) << cut.status();
+  EXPECT_EQ(cut->Int64Or0(0, 0), 1);
+  auto left = conn->Exec(
+      "SELECT string_agg(lo || '..' || hi || ':' || lock_key || ':' || reason, ', ' ORDER BY lo) "
+      "FROM shardline.fenced_ranges");
+  ASSERT_TRUE(left.ok()) << left.status();
+  EXPECT_EQ(left->String(0, 0),
+            "0..19:1:moved away by 1, 31..100:1:moved away by 1, 200..300:2:ours");
+  // The migration's own fence is never lifted as another's; a range wholly inside goes whole.
+  cut = conn->Exec("SELECT shardline.lift_fence('users', 150, 350, 2)");
+  ASSERT_TRUE(cut.ok()) << cut.status();
+  EXPECT_EQ(cut->Int64Or0(0, 0), 0);
+  cut = conn->Exec("SELECT shardline.lift_fence('users', -5, 19, 2)");
+  ASSERT_TRUE(cut.ok()) << cut.status();
+  EXPECT_EQ(cut->Int64Or0(0, 0), 1);
+  EXPECT_EQ(Count(0, "SELECT count(*) FROM shardline.fenced_ranges WHERE lo = 0"), 0);
+  EXPECT_EQ(Count(0, "SELECT count(*) FROM shardline.fenced_ranges"), 2);
+}
+
 // A stage's publish refuses when someone else published in between, instead of overwriting.
 TEST_F(RolloutTest, PublishRefusesWhenAnotherMapWasPublishedInBetween) {
   Cli({"rollout", "start", "--plan", plan_, "--waves", "100%"}, 0);
