@@ -576,17 +576,6 @@ absl::StatusOr<int> DropSlotsWithPrefix(pg::Conn& conn, const std::string& prefi
   return n;
 }
 
-absl::StatusOr<int> CountObjectsWithPrefix(pg::Conn& conn, const std::string& prefix) {
-  auto r = conn.Exec(
-      "SELECT (SELECT count(*) FROM pg_publication WHERE starts_with(pubname::text, $1)) + "
-      "(SELECT count(*) FROM pg_subscription WHERE starts_with(subname::text, $1) AND subdbid = "
-      " (SELECT oid FROM pg_database WHERE datname = current_database())) + "
-      "(SELECT count(*) FROM pg_replication_slots WHERE starts_with(slot_name::text, $1))",
-      {prefix});
-  if (!r.ok()) return r.status();
-  return static_cast<int>(r->Int64Or0(0, 0));
-}
-
 absl::Status WaitApplyWorker(pg::Conn& subscriber, const std::string& name,
                              std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;

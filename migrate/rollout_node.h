@@ -156,8 +156,6 @@ absl::StatusOr<bool> SlotExists(pg::Conn& conn, const std::string& name);
 absl::Status DropSlot(pg::Conn& conn, const std::string& name);
 // Drops every inactive replication slot whose name starts with `prefix`; returns how many.
 absl::StatusOr<int> DropSlotsWithPrefix(pg::Conn& conn, const std::string& prefix);
-// Counts publications / subscriptions / slots whose names start with `prefix`.
-absl::StatusOr<int> CountObjectsWithPrefix(pg::Conn& conn, const std::string& prefix);
 
 absl::StatusOr<bool> SubscriptionExists(pg::Conn& subscriber, const std::string& name);
 // Waits until the apply worker of subscription `name` runs on `subscriber` (at most `timeout`).

@@ -240,16 +240,12 @@ TEST_F(RouterFixture, BorrowedSessionStateNeverReachesTheNextCaller) {
 
 TEST_F(RouterFixture, BlackHoledCatalogKeepsRoutingOnTheLastMapAndRouterDestructionIsBounded) {
   ExecOnAllNodes("CREATE TABLE users (user_id bigint PRIMARY KEY, name text)");
+  std::unique_ptr<testing::TcpProxy> proxy;
+  RouterOptions opts;
+  ASSERT_NO_FATAL_FAILURE(CatalogBehindProxy(&proxy, &opts));
   const std::string control = scratch_->control_dsn();
-  auto proxy = testing::TcpProxy::StartFor(control);
-  ASSERT_TRUE(proxy.ok()) << proxy.status();
-  auto catalog = migrate::Catalog::Create(control);
+  auto catalog = migrate::Catalog::Create(control);  // publishes later versions directly
   ASSERT_TRUE(catalog.ok()) << catalog.status();
-  ASSERT_TRUE((*catalog)->Init().ok());
-  ASSERT_TRUE((*catalog)->Publish(Config(1, 8), "v1", {}).ok());
-  RouterOptions opts = Options();
-  opts.map_file.clear();
-  opts.catalog_dsn = (*proxy)->RedirectDsn(control);
   opts.map_poll_interval = 100ms;
   opts.heartbeat_interval = 50ms;
   opts.pool.connect_timeout = 500ms;  // also bounds every catalog statement
@@ -257,9 +253,9 @@ TEST_F(RouterFixture, BlackHoledCatalogKeepsRoutingOnTheLastMapAndRouterDestruct
   opts.pool.backoff_max = 100ms;
   auto router = MakeRouter(opts);
   ASSERT_NE(router, nullptr);
-  ASSERT_TRUE(WaitFor([&] { return (*proxy)->live_connections() >= 3; }, 20s));
+  ASSERT_TRUE(WaitFor([&] { return proxy->live_connections() >= 3; }, 20s));
 
-  (*proxy)->SetStalled(true);  // the catalog hangs: connects succeed, nothing answers
+  proxy->SetStalled(true);  // the catalog hangs: connects succeed, nothing answers
   // Routing goes on with the last map, without an error, while the follower and the heartbeat
   // run into the hung catalog.
   const auto routing_start = Clock::now();
@@ -278,12 +274,12 @@ TEST_F(RouterFixture, BlackHoledCatalogKeepsRoutingOnTheLastMapAndRouterDestruct
   EXPECT_EQ(router->map_version(), 1);
 
   // Healed, the router follows the catalog again.
-  (*proxy)->SetStalled(false);
+  proxy->SetStalled(false);
   ASSERT_TRUE((*catalog)->Publish(Config(2, 8, 4, /*rotate=*/1), "v2", {}).ok());
   EXPECT_TRUE(WaitFor([&] { return router->map_version() == 2; }, 10s)) << logs_.All();
 
   // Hung again: ~Router() still returns in bounded time (maintenance thread, deregistration).
-  (*proxy)->SetStalled(true);
+  proxy->SetStalled(true);
   ASSERT_TRUE(WaitFor([&] { return logs_.Contains("heartbeat failed"); }, 10s)) << logs_.All();
   start = Clock::now();
   router.reset();
@@ -292,7 +288,7 @@ TEST_F(RouterFixture, BlackHoledCatalogKeepsRoutingOnTheLastMapAndRouterDestruct
   // Worst case: a catalog statement in flight on the maintenance thread, then deregistration's
   // connect and statement, each bounded by connect_timeout (500 ms).
   EXPECT_LT(destroy_ms, 4 * 500 + 1000);
-  (*proxy)->SetStalled(false);
+  proxy->SetStalled(false);
 }
 
 TEST_F(RouterFixture, FanOutWaitsForAHungNodeAtMostItsDeadlineAndKeepsTheHealthyRows) {

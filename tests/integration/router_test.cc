@@ -430,33 +430,28 @@ TEST_F(RouterFixture, CatalogPollingFindsAVersionPublishedWithoutNotifyAndRefuse
 }
 
 TEST_F(RouterFixture, CatalogConnectionsCutAreReestablishedAndFollowingResumes) {
+  std::unique_ptr<testing::TcpProxy> proxy;
+  RouterOptions opts;
+  ASSERT_NO_FATAL_FAILURE(CatalogBehindProxy(&proxy, &opts));
   const std::string control = scratch_->control_dsn();
-  auto proxy = testing::TcpProxy::StartFor(control);
-  ASSERT_TRUE(proxy.ok()) << proxy.status();
-  auto catalog = migrate::Catalog::Create(control);
+  auto catalog = migrate::Catalog::Create(control);  // publishes later versions directly
   ASSERT_TRUE(catalog.ok()) << catalog.status();
-  ASSERT_TRUE((*catalog)->Init().ok());
-  ASSERT_TRUE((*catalog)->Publish(Config(1, 8), "v1", {}).ok());
-
-  RouterOptions opts = Options();
-  opts.map_file.clear();
-  opts.catalog_dsn = (*proxy)->RedirectDsn(control);
   opts.map_poll_interval = std::chrono::hours(1);
   opts.heartbeat_interval = 50ms;
   opts.pool.backoff_initial = 10ms;
   opts.pool.backoff_max = 100ms;
   auto router = MakeRouter(opts);
   ASSERT_NE(router, nullptr);
-  const std::int64_t listening_before = (*proxy)->accepted();
+  const std::int64_t listening_before = proxy->accepted();
   // The router's catalog connections: the one Create loaded the map on (kept for RefreshMap),
   // the registry's, and the LISTEN connection the maintenance thread opens.
-  ASSERT_TRUE(WaitFor([&] { return (*proxy)->live_connections() >= 3; }, 20s));
+  ASSERT_TRUE(WaitFor([&] { return proxy->live_connections() >= 3; }, 20s));
 
-  (*proxy)->CutConnections();  // the LISTEN and registry connections drop
+  proxy->CutConnections();  // the LISTEN and registry connections drop
   ASSERT_TRUE((*catalog)->Publish(Config(2, 8, 4, /*rotate=*/2), "v2", {}).ok());
   ASSERT_TRUE(WaitFor([&] { return router->map_version() == 2; }, 20s))
       << "still at version " << router->map_version() << "; log:\n" << logs_.All();
-  EXPECT_GT((*proxy)->accepted(), listening_before);
+  EXPECT_GT(proxy->accepted(), listening_before);
   EXPECT_TRUE(logs_.Contains("cannot follow the map")) << logs_.All();
   auto registered = [&] {
     return CountOnDsn(control, fmt::format("SELECT map_version FROM shardline.routers "

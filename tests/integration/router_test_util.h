@@ -22,12 +22,14 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include "catalog.h"
 #include "cluster.h"
 #include "pg_conn.h"
 #include "shardline/hash.h"
 #include "shardline/map_toml.h"
 #include "shardline/router.h"
 #include "shardline/shard_map.h"
+#include "tcp_proxy.h"
 
 namespace shardline::testing {
 
@@ -144,6 +146,23 @@ class RouterFixture : public ::testing::Test {
       out << ShardMapToToml(config, PasswordMode::kKeep);
     }
     std::filesystem::rename(tmp, map_path_);
+  }
+
+  // Initialises the scratch catalog, publishes Config(1, 8) as version 1 and starts a loopback
+  // proxy in front of it that the test can stall or cut (*proxy); *opts are Options() following
+  // the catalog through that proxy instead of the map file.
+  void CatalogBehindProxy(std::unique_ptr<testing::TcpProxy>* proxy, RouterOptions* opts) {
+    const std::string control = scratch_->control_dsn();
+    auto started = testing::TcpProxy::StartFor(control);
+    ASSERT_TRUE(started.ok()) << started.status();
+    *proxy = std::move(*started);
+    auto catalog = migrate::Catalog::Create(control);
+    ASSERT_TRUE(catalog.ok()) << catalog.status();
+    ASSERT_TRUE((*catalog)->Init().ok());
+    ASSERT_TRUE((*catalog)->Publish(Config(1, 8), "v1", {}).ok());
+    *opts = Options();
+    opts->map_file.clear();
+    opts->catalog_dsn = (*proxy)->RedirectDsn(control);
   }
 
   RouterOptions Options() {
