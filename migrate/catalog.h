@@ -21,7 +21,7 @@
 namespace shardline::migrate {
 
 // The catalog schema version this build writes (shardline.schema_version).
-inline constexpr int kCatalogSchemaVersion = 2;
+inline constexpr int kCatalogSchemaVersion = 3;
 
 // Who makes a change, for the audit trail. The database role is recorded by the server
 // (current_user); the OS user is what the client says (informational, not authenticated).

@@ -264,8 +264,7 @@ void ConnPool::OnConnectFailedLocked(const absl::Status& status, bool counts, Ti
   }
 }
 
-absl::Status ConnPool::BreakerErrorLocked(BreakerState state, TimePoint now,
-                                          TimePoint deadline) const {
+absl::Status ConnPool::BreakerErrorLocked(BreakerState state, TimePoint now) const {
   const State& s = *state_;
   std::string what;
   if (state == BreakerState::kOpen) {
@@ -275,10 +274,8 @@ absl::Status ConnPool::BreakerErrorLocked(BreakerState state, TimePoint now,
   } else {
     what = fmt::format("circuit breaker half-open after {} consecutive connection failures; {}",
                        s.breaker.consecutive_failures(),
-                       TotalLocked() >= config_.max_size
-                           ? "no free slot for a probe connection (pool full)"
-                       : now >= deadline ? "no time left before the deadline for a probe connection"
-                                         : "a probe connection is in progress");
+                       s.connecting > 0 ? "a background probe connection is in progress"
+                                        : "waiting for the background probe connection");
   }
   std::string msg = fmt::format("node {}: {}", config_.node, what);
   if (!s.last_connect_error.ok()) {
@@ -336,21 +333,17 @@ absl::StatusOr<Lease> ConnPool::Acquire(TimePoint deadline) {
       break;
     }
     TimePoint now = clock_();
-    bool probe = false;
     const BreakerState breaker = s.breaker.state(now);
     const bool my_turn = w.queued ? s.waiters.front() == &w : (s.waiters.empty() || reenter_front);
 
     if (breaker != BreakerState::kClosed) {
-      // Only a probe connect may pass: an idle connection is never kept while not closed.
-      // A caller whose deadline has passed must not be the probe: its connect could not
-      // succeed in the time left, and would re-open the breaker for longer.
-      if (TotalLocked() < config_.max_size && now < deadline && s.breaker.AllowAttempt(now)) {
-        probe = true;  // fall through to the connect below
-      } else {
-        DequeueLocked(&w);
-        error = BreakerErrorLocked(breaker, now, deadline);
-        break;
-      }
+      // Callers never probe: the probe is Maintain's, in the background, with the full
+      // connect_timeout. A caller's probe would get only what is left of its deadline, fail
+      // on a slow but live node and re-open the breaker for longer; and the caller would wait
+      // on the node the breaker exists to keep it away from.
+      DequeueLocked(&w);
+      error = BreakerErrorLocked(breaker, now);
+      break;
     } else if (my_turn && !s.idle.empty()) {
       std::unique_ptr<PooledConnection> pc = std::move(s.idle.back());
       s.idle.pop_back();
@@ -446,7 +439,7 @@ absl::StatusOr<Lease> ConnPool::Acquire(TimePoint deadline) {
     // at least min(connect_timeout, checkout_timeout), what a fresh caller gets. A waiter that
     // got a slot near the end of its deadline and timed out says nothing about the node (under
     // overload, counting it would open the breaker of a healthy node); a refused connection
-    // always counts, and so does a probe (the breaker waits for its verdict).
+    // always counts.
     // With per-call deadlines (issue 10) a caller's whole budget may be shorter than both:
     // a connect that used (nearly) all of a budget of at least kMinFairConnect is evidence
     // too, or a hung node (connects accepted, never answered) would never trip the breaker
@@ -458,8 +451,7 @@ absl::StatusOr<Lease> ConnPool::Acquire(TimePoint deadline) {
         std::min({config_.options.connect_timeout, config_.options.checkout_timeout,
                   std::max(budget, kMinFairConnect)});
     const bool fair = timeout.count() * 10 >= fair_after.count() * 9;
-    const bool counts =
-        probe || fair || conn.status().code() != absl::StatusCode::kDeadlineExceeded;
+    const bool counts = fair || conn.status().code() != absl::StatusCode::kDeadlineExceeded;
     OnConnectFailedLocked(conn.status(), counts, now, &trash, &log_line);
     error = FreshCopy(conn.status());  // this caller's own, nothing shared (see FreshCopy)
     if (!NodeOf(error)) SetNode(error, config_.node);
@@ -554,7 +546,10 @@ void ConnPool::Maintain() {
       ++it;
     }
   }
-  while (!s.shutdown && TotalLocked() < config_.min_size) {
+  // Below min_size, or not closed: a breaker that is not closed is probed here whatever
+  // min_size is (callers never probe), so a node heals even when nothing keeps it warm.
+  while (!s.shutdown &&
+         (TotalLocked() < config_.min_size || s.breaker.state(now) != BreakerState::kClosed)) {
     now = clock_();
     if (s.breaker.state(now) == BreakerState::kClosed) {
       if (now < s.next_connect_at) break;

@@ -144,18 +144,19 @@ class ConnPool : public std::enable_shared_from_this<ConnPool> {
   // the pool size and the wait). After a failed connect the next attempt waits for a
   // full-jitter backoff (within the deadline). A failed connect returns the connector's status
   // (Unavailable / DeadlineExceeded, node attached). When max_waiters callers already wait,
-  // fails at once with Unavailable (no queueing behind a dead node). While the breaker is open (or half-open
-  // with its one probe in flight), fails at once with Unavailable naming the node and when it
-  // will retry, without any connection attempt; once the cool-down has passed, the first
-  // caller's connect is the probe. Blocks at most until `deadline`, except that a connect or a
+  // fails at once with Unavailable (no queueing behind a dead node). While the breaker is not
+  // closed (open, or half-open), fails at once with Unavailable naming the node and when it
+  // will retry, without any connection attempt: only Maintain probes (in the background, with
+  // the full connect_timeout). Blocks at most until `deadline`, except that a connect or a
   // health check in progress is bounded by at least 1 ms / connect_timeout respectively.
   absl::StatusOr<Lease> Acquire(TimePoint deadline) ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Opens connections up to min_size (when the breaker and the backoff allow: while open no
-  // attempt; once half-open, Maintain's connect is the probe, so an idle pool heals by itself),
-  // closes idle connections past max_lifetime. Called periodically by the router's maintenance
-  // thread. Blocks for at most one connect_timeout per missing connection; stops at the first
-  // failure.
+  // Opens connections up to min_size when the backoff allows, and probes a breaker that is not
+  // closed (while open no attempt; once half-open one connect with the full connect_timeout,
+  // whatever min_size is: the only probe there is, so a pool heals by itself); closes idle
+  // connections past max_lifetime. Called periodically by the router's maintenance thread
+  // (every 500 ms). Blocks for at most one connect_timeout per missing connection; stops at the
+  // first failure.
   void Maintain() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Closes idle connections and refuses further checkouts (Unavailable); leases still out are
@@ -193,7 +194,7 @@ class ConnPool : public std::enable_shared_from_this<ConnPool> {
   void KickFrontLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DequeueLocked(Waiter* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int TotalLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status BreakerErrorLocked(BreakerState state, TimePoint now, TimePoint deadline) const
+  absl::Status BreakerErrorLocked(BreakerState state, TimePoint now) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status DeadlineErrorLocked(TimePoint start, TimePoint now) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -3,10 +3,13 @@
 // calling thread runs the first node itself). See fanout.h and router_impl.h.
 #include "fanout.h"
 
+#include <algorithm>
 #include <chrono>
+#include <memory>
 
 #include <fmt/format.h>
 #include "router_impl.h"
+#include "shardline/errors.h"
 #include "shardline/shard_map.h"
 #include "statement.h"
 
@@ -65,7 +68,53 @@ absl::StatusOr<std::string> QuoteColumn(std::string_view col) {
   return out;
 }
 
+absl::Status SetNodeOf(absl::Status status, const std::string& node) {
+  SetNode(status, node);
+  return status;
+}
+
 }  // namespace
+
+FanOutParts::FanOutParts(std::size_t n) : state_(n, State::kQueued) {
+  if (n > 0) state_[0] = State::kDone;  // part 0 runs on the calling thread
+}
+
+bool FanOutParts::Start(std::size_t i) {
+  MutexLock lock(&mu_);
+  if (state_[i] != State::kQueued) return false;  // abandoned
+  state_[i] = State::kRunning;
+  return true;
+}
+
+void FanOutParts::Finish(std::size_t i) {
+  MutexLock lock(&mu_);
+  state_[i] = State::kDone;
+  cv_.SignalAll();
+}
+
+std::vector<std::size_t> FanOutParts::AwaitOrAbandon(std::chrono::steady_clock::time_point deadline) {
+  MutexLock lock(&mu_);
+  auto all = [&](auto pred) { return std::all_of(state_.begin(), state_.end(), pred); };
+  while (!all([](State s) { return s == State::kDone; })) {
+    if (deadline == std::chrono::steady_clock::time_point::max()) {
+      cv_.Wait(&mu_);
+    } else if (cv_.WaitUntil(&mu_, deadline)) {
+      break;
+    }
+  }
+  std::vector<std::size_t> abandoned;
+  for (std::size_t i = 0; i < state_.size(); ++i) {
+    if (state_[i] == State::kQueued) {
+      state_[i] = State::kAbandoned;
+      abandoned.push_back(i);
+    }
+  }
+  // Running parts end by the deadline (statement.cc bounds each statement by it).
+  while (!all([](State s) { return s == State::kDone || s == State::kAbandoned; })) {
+    cv_.Wait(&mu_);
+  }
+  return abandoned;
+}
 
 std::string OwnedPredicate(KeyType key_type, std::string_view quoted_column,
                            const std::vector<std::pair<std::int64_t, std::int64_t>>& owned) {
@@ -154,6 +203,19 @@ absl::StatusOr<std::vector<NodeResult>> RouterImpl::FanOut(std::string_view sql,
     const NodeRoute& route = t->nodes[i];
     results[i].node = route.name;
     const auto start = std::chrono::steady_clock::now();
+    if (start >= deadline) {
+      // Queued behind other fan-outs' parts of this node until too late: says nothing about
+      // the node, so its pool (and breaker) is not touched.
+      results[i].result = SetNodeOf(
+          absl::DeadlineExceededError(fmt::format(
+              "node {}: fan-out part did not start before the deadline (this node's share of "
+              "the fan-out workers was busy with other fan-outs)",
+              route.name)),
+          route.name);
+      route.metrics.RecordQuery(QueryKind::kFanout, OutcomeOf(results[i].result.status()),
+                                results[i].result.status(), 0);
+      return;
+    }
     absl::StatusOr<Lease> lease = AcquireFrom(route.pool, route.metrics, deadline);
     if (lease.ok()) {
       results[i].result = ExecPrepared(*lease, expand ? std::string_view(texts[i]) : sql, params);
@@ -166,15 +228,31 @@ absl::StatusOr<std::vector<NodeResult>> RouterImpl::FanOut(std::string_view sql,
     route.metrics.RecordQuery(QueryKind::kFanout, OutcomeOf(status), status, seconds);
   };
 
-  Latch done(static_cast<int>(n) - 1);
+  // Parts 1..n-1 run on the workers, at most fanout_per_node_ at once per node (so one hung
+  // node cannot take them all); part 0 on this thread. A part still queued at the deadline is
+  // abandoned (DeadlineExceeded) rather than waited for: the shared state outlives this call
+  // for a worker that reaches such a part later, which then touches nothing else.
+  auto parts = std::make_shared<FanOutParts>(n);
   for (std::size_t i = 1; i < n; ++i) {
-    workers_->Submit([&run, &done, i] {
-      run(i);
-      done.CountDown();
+    workers_->Submit(t->nodes[i].pool.get(), fanout_per_node_, [parts, &run, i] {
+      if (parts->Start(i)) {
+        run(i);
+        parts->Finish(i);
+      }
     });
   }
   run(0);
-  done.Wait();
+  for (std::size_t i : parts->AwaitOrAbandon(deadline)) {
+    results[i].node = t->nodes[i].name;
+    results[i].result = SetNodeOf(
+        absl::DeadlineExceededError(fmt::format(
+            "node {}: fan-out part did not start before the deadline (this node's share of the "
+            "fan-out workers was busy with other fan-outs)",
+            t->nodes[i].name)),
+        t->nodes[i].name);
+    t->nodes[i].metrics.RecordQuery(QueryKind::kFanout, OutcomeOf(results[i].result.status()),
+                                    results[i].result.status(), 0);
+  }
 
   if (options.fail_on_any_error) {
     for (const NodeResult& r : results) {

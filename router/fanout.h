@@ -4,6 +4,8 @@
 // parallel execution itself is RouterImpl::FanOut (fanout.cc), on the router's worker pool.
 #pragma once
 
+#include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -11,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "mutex.h"
 #include "shardline/key.h"
 
 namespace shardline::internal {
@@ -26,6 +29,28 @@ namespace shardline::internal {
 absl::StatusOr<std::string> ExpandOwned(
     std::string_view sql, KeyType key_type,
     const std::vector<std::pair<std::int64_t, std::int64_t>>& owned);
+
+// The parts of one fan-out run on the worker pool: each is queued, then started by a worker,
+// or abandoned by the caller once the fan-out's deadline passed with the part still queued
+// (behind other fan-outs' parts of a hung node). Shared (shared_ptr) with the queued tasks,
+// which may run after the fan-out returned. Thread-safe.
+class FanOutParts {
+ public:
+  explicit FanOutParts(std::size_t n);  // part 0 counts as done: the caller runs it
+  // A worker is about to run part i: false if it was abandoned (then do nothing).
+  bool Start(std::size_t i) ABSL_LOCKS_EXCLUDED(mu_);
+  void Finish(std::size_t i) ABSL_LOCKS_EXCLUDED(mu_);
+  // Waits until every part is done or `deadline` passes (max(): no deadline); then abandons
+  // the parts still queued and waits for the running ones. Returns the abandoned parts.
+  std::vector<std::size_t> AwaitOrAbandon(std::chrono::steady_clock::time_point deadline)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  enum class State { kQueued, kRunning, kDone, kAbandoned };
+  Mutex mu_;
+  CondVar cv_;
+  std::vector<State> state_ ABSL_GUARDED_BY(mu_);
+};
 
 // The predicate alone (what `$owned(col)` expands to) for an already quoted column.
 std::string OwnedPredicate(KeyType key_type, std::string_view quoted_column,

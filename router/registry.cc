@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include <fmt/format.h>
+#include "absl/strings/match.h"
 #include "shardline/dsn.h"
 #include "shardline/errors.h"
 #include "shardline/id_gen.h"
@@ -20,14 +21,17 @@ std::string_view Msg(const absl::Status& s) {
   return std::string_view(m.data(), m.size());
 }
 
-constexpr const char* kDeleteStale =
+// Rows of routers older than this build carry no lease_ms: their lease is what those routers
+// assumed, max(60 s, 10 heartbeats), of which 60 s is the part every such router honours.
+constexpr const char* kDeleteExpired =
     "DELETE FROM shardline.routers "
-    "WHERE last_heartbeat < now() - make_interval(secs => $1::float8 / 1000)";
+    "WHERE last_heartbeat + make_interval(secs => coalesce(lease_ms, 60000)::float8 / 1000) "
+    "      < now()";
 // Inserts our row with the lowest free worker id ($5 = -1) or the requested one.
 constexpr const char* kInsert =
     "INSERT INTO shardline.routers "
-    "  (router_id, host, pid, worker_id, map_version, last_heartbeat) "
-    "SELECT $1, $2, $3::int, w, $4::bigint, now() FROM ("
+    "  (router_id, host, pid, worker_id, map_version, last_heartbeat, lease_ms) "
+    "SELECT $1, $2, $3::int, w, $4::bigint, now(), $6::int FROM ("
     "  SELECT w FROM generate_series(0, 1023) AS w "
     "  WHERE ($5::int < 0 OR w = $5::int) AND w NOT IN ("
     "    SELECT worker_id FROM shardline.routers WHERE worker_id IS NOT NULL) "
@@ -52,11 +56,11 @@ std::string HostName() {
 
 }  // namespace
 
-RouterRegistry::RouterRegistry(std::string dsn, const PoolOptions& pool,
-                               std::chrono::milliseconds heartbeat, LogSink log)
+RouterRegistry::RouterRegistry(std::string dsn, const PoolOptions& pool, IdLease* lease,
+                               LogSink log)
     : dsn_(std::move(dsn)),
       pool_(pool),
-      stale_after_(std::max<std::chrono::milliseconds>(std::chrono::seconds(60), heartbeat * 10)),
+      lease_(lease),
       log_(std::move(log)),
       backoff_(pool.backoff_initial),
       rng_(std::random_device{}()) {
@@ -68,9 +72,9 @@ RouterRegistry::RouterRegistry(std::string dsn, const PoolOptions& pool,
 RouterRegistry::~RouterRegistry() = default;
 
 absl::StatusOr<std::unique_ptr<RouterRegistry>> RouterRegistry::Register(
-    const std::string& dsn, const PoolOptions& pool, std::chrono::milliseconds heartbeat,
-    int requested_worker_id, std::int64_t map_version, LogSink log) {
-  std::unique_ptr<RouterRegistry> r(new RouterRegistry(dsn, pool, heartbeat, std::move(log)));
+    const std::string& dsn, const PoolOptions& pool, int requested_worker_id,
+    std::int64_t map_version, IdLease* lease, LogSink log) {
+  std::unique_ptr<RouterRegistry> r(new RouterRegistry(dsn, pool, lease, std::move(log)));
   if (absl::Status s = r->Connect(); !s.ok()) return s;
   // Two routers registering at once may pick the same free id: the unique index rejects one
   // of them, which then picks again.
@@ -93,13 +97,26 @@ absl::Status RouterRegistry::Connect() {
 }
 
 absl::Status RouterRegistry::Insert(int worker_id, std::int64_t map_version) {
-  auto del = conn_->Exec(kDeleteStale, {std::to_string(stale_after_.count())});
+  auto del = conn_->Exec(kDeleteExpired, {});
   if (!del.ok()) return del.status();
+  // Before the insert: the row's last_heartbeat (the server's now()) is not earlier.
+  const auto sent = std::chrono::steady_clock::now();
   auto ins = conn_->Exec(kInsert, {router_id_, host_, std::to_string(pid_),
-                                   std::to_string(map_version), std::to_string(worker_id)});
-  if (!ins.ok()) return ins.status();
+                                   std::to_string(map_version), std::to_string(worker_id),
+                                   std::to_string(lease_->lease_duration().count())});
+  if (!ins.ok()) {
+    absl::Status s = ins.status();
+    if (absl::StrContains(s.message(), "lease_ms")) {
+      return absl::FailedPreconditionError(fmt::format(
+          "catalog {}: its schema predates worker-id leases (no shardline.routers.lease_ms): "
+          "run `shardline catalog init --catalog DSN` with this version to upgrade it ({})",
+          DsnWithoutPassword(dsn_), Msg(s)));
+    }
+    return s;
+  }
   if (ins->rows() == 1) {
     worker_id_ = static_cast<int>(ins->Int64Or0(0, 0));
+    lease_->Renew(worker_id_, sent);
     return absl::OkStatus();
   }
   if (worker_id < 0) {
@@ -126,17 +143,24 @@ void RouterRegistry::Heartbeat(std::int64_t map_version) {
       return;
     }
   }
+  const auto sent = std::chrono::steady_clock::now();
   auto upd = conn_->Exec(kHeartbeat, {router_id_, std::to_string(map_version)});
   absl::Status status = upd.status();
-  if (upd.ok() && upd->AffectedRows() == 0) {
-    // Our row was deleted (a pause longer than the staleness limit): register again, keeping
-    // our worker id if it is still free.
-    status = Insert(worker_id_, map_version);
+  if (upd.ok() && upd->AffectedRows() == 1) {
+    lease_->Renew(worker_id_, sent);
+  } else if (upd.ok()) {
+    // Our row was deleted: its lease expired (a pause or a partition longer than the lease),
+    // or someone deleted it. Another router may hold our worker id by now.
+    lease_->Lose(fmt::format("the registry row of worker id {} was deleted", worker_id_));
+    const int old_id = worker_id_;
+    status = Insert(old_id, map_version);
     if (status.code() == absl::StatusCode::kAlreadyExists) {
-      if (log_) {
-        log_(LogLevel::kError,
-             fmt::format("router registry: {}; ids generated by this router may collide",
-                         Msg(status)));
+      status = Insert(-1, map_version);
+      if (status.ok() && log_) {
+        log_(LogLevel::kWarning,
+             fmt::format("router registry: worker id {} was taken by another router while this "
+                         "router's lease had expired; generating ids with worker id {} now",
+                         old_id, worker_id_));
       }
     }
   }
@@ -150,6 +174,7 @@ void RouterRegistry::Heartbeat(std::int64_t map_version) {
 }
 
 void RouterRegistry::Failed(const absl::Status& status) {
+  lease_->NoteProblem(fmt::format("heartbeat failed: {}", Msg(status)));
   if (!down_ && log_) {
     log_(LogLevel::kWarning, fmt::format("router registry: heartbeat failed: {}", Msg(status)));
   }

@@ -40,7 +40,9 @@ std::string_view Msg(const absl::Status& s) {
 }
 
 // How often pools are topped up to pool_min and pruned of connections past max_lifetime.
-constexpr std::chrono::milliseconds kMaintainEvery{1000};
+// How often the pools are maintained: idle connections refilled, and an open breaker's node
+// probed once its cool-down is over (a node heals within breaker_open_for plus this).
+constexpr std::chrono::milliseconds kMaintainEvery{500};
 // While waiting for a map that moves a fenced range: how often to re-read the source, and how
 // recent another thread's refresh may be to be reused instead.
 constexpr std::chrono::milliseconds kFenceRecheckEvery{50};
@@ -122,6 +124,10 @@ absl::Status RouterImpl::CheckOptions(const RouterOptions& o) {
   if (o.worker_id < -1 || o.worker_id > kMaxWorkerId) {
     return bad(fmt::format("worker_id {} is outside -1..{}", o.worker_id, kMaxWorkerId));
   }
+  if (o.worker_id_lease < 3 * o.heartbeat_interval) {
+    return bad(fmt::format("worker_id_lease ({} ms) must be at least 3 heartbeat_intervals ({} ms)",
+                           o.worker_id_lease.count(), 3 * o.heartbeat_interval.count()));
+  }
   return absl::OkStatus();
 }
 
@@ -145,7 +151,10 @@ absl::StatusOr<std::unique_ptr<RouterImpl>> RouterImpl::Create(RouterOptions opt
   if (!map.ok()) return map.status();
 
   const int nodes = static_cast<int>((*map)->nodes().size());
-  r->workers_ = std::make_unique<WorkerPool>(std::clamp(nodes, 2, 8));
+  // Fan-out workers: two per node (4..16), of which one node's parts may take at most half,
+  // so that a hung node leaves the others at least half of them.
+  r->workers_ = std::make_unique<WorkerPool>(std::clamp(2 * nodes, 4, 16));
+  r->fanout_per_node_ = std::max(1, r->workers_->size() / 2);
   r->maintenance_workers_ = std::make_unique<WorkerPool>(2);
   {
     MutexLock lock(&r->apply_mu_);
@@ -172,23 +181,28 @@ absl::StatusOr<std::unique_ptr<RouterImpl>> RouterImpl::Create(RouterOptions opt
     done.Wait();
   }
 
-  int worker_id = o.worker_id;
   if (!o.catalog_dsn.empty() && o.register_in_catalog) {
-    absl::StatusOr<std::unique_ptr<RouterRegistry>> reg =
-        RouterRegistry::Register(o.catalog_dsn, o.pool, o.heartbeat_interval, o.worker_id,
-                                 (*map)->version(), log);
+    // The worker id is leased from the registry (an explicit worker_id is leased too, so that
+    // two routers given the same one are refused).
+    r->ids_ = IdLease::Leased(o.worker_id_lease);
+    absl::StatusOr<std::unique_ptr<RouterRegistry>> reg = RouterRegistry::Register(
+        o.catalog_dsn, o.pool, o.worker_id, (*map)->version(), r->ids_.get(), log);
     if (!reg.ok()) return reg.status();
     r->registry_ = std::move(*reg);
-    worker_id = r->registry_->worker_id();
-  } else if (worker_id < 0) {
-    // Following a file there is no registry to allocate from. Two routers whose pids are equal
-    // modulo 1024 would share a worker id and could generate the same id in the same
-    // millisecond: set RouterOptions::worker_id explicitly when that matters.
-    worker_id = static_cast<int>(::getpid() % (kMaxWorkerId + 1));
+  } else if (o.worker_id >= 0) {
+    r->ids_ = IdLease::Fixed(o.worker_id);
+  } else {
+    // No registry to lease a worker id from: refuse to generate ids rather than guess one
+    // (two processes guessing alike, e.g. from their pids, would generate the same ids).
+    r->ids_ = IdLease::Refusing(fmt::format(
+        "NextId: this router has no id-generator worker id: it {} and RouterOptions::worker_id "
+        "is not set; set worker_id (0..{}, unique among live routers){}",
+        o.catalog_dsn.empty() ? "follows a map file, which has no router registry to lease one from"
+                              : "does not register in the catalog (register_in_catalog = false)",
+        kMaxWorkerId,
+        o.catalog_dsn.empty() ? ", or follow a catalog, whose registry leases one"
+                              : ", or register in the catalog, whose registry leases one"));
   }
-  absl::StatusOr<std::unique_ptr<IdGenerator>> ids = IdGenerator::Create(worker_id);
-  if (!ids.ok()) return ids.status();
-  r->ids_ = std::move(*ids);
 
   r->wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (r->wake_fd_ < 0) return absl::InternalError("eventfd failed");
@@ -814,7 +828,7 @@ absl::StatusOr<Location> Router::Locate(ShardKey key) const { return impl_->Loca
 std::shared_ptr<const ShardMap> Router::map() const { return impl_->map(); }
 std::int64_t Router::map_version() const { return impl_->map_version(); }
 absl::Status Router::RefreshMap() { return impl_->RefreshMap(); }
-std::int64_t Router::NextId() { return impl_->NextId(); }
+absl::StatusOr<std::int64_t> Router::NextId() { return impl_->NextId(); }
 std::string Router::MetricsText() const { return impl_->MetricsText(); }
 
 }  // namespace shardline

@@ -21,6 +21,7 @@
 #include "map_source.h"
 #include "metrics.h"
 #include "mutex.h"
+#include "id_lease.h"
 #include "registry.h"
 #include "snapshot.h"
 #include "shardline/id_gen.h"
@@ -72,7 +73,7 @@ class RouterImpl {
   std::shared_ptr<const ShardMap> map() const { return table()->map; }
   std::int64_t map_version() const { return table()->map->version(); }
   absl::Status RefreshMap();
-  std::int64_t NextId() { return ids_->Next(); }
+  absl::StatusOr<std::int64_t> NextId() { return ids_->Next(); }
   std::string MetricsText() const;
 
   // Test hook: runs in Transaction after the transaction id was read and before COMMIT is
@@ -138,8 +139,9 @@ class RouterImpl {
   RouterMetrics metrics_;
   std::unique_ptr<MapSource> source_;
   std::unique_ptr<WorkerPool> workers_;              // fan-out (and start-up connects)
+  int fanout_per_node_ = 1;  // most fan-out parts of one node running on workers_ at once
   std::unique_ptr<WorkerPool> maintenance_workers_;  // pool upkeep, off the maintenance thread
-  std::unique_ptr<IdGenerator> ids_;
+  std::unique_ptr<IdLease> ids_;  // before registry_: the registry renews it
   std::unique_ptr<RouterRegistry> registry_;  // null unless registering; maintenance thread
   int wake_fd_ = -1;                          // eventfd: wakes the maintenance thread
   std::atomic<std::uint64_t> replica_rr_{0};

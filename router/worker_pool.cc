@@ -1,6 +1,7 @@
 // Fixed worker threads and a countdown latch: see worker_pool.h.
 #include "worker_pool.h"
 
+#include <algorithm>
 #include <utility>
 
 namespace shardline::internal {
@@ -20,25 +21,53 @@ WorkerPool::~WorkerPool() {
   for (auto& t : threads_) t.join();
 }
 
-void WorkerPool::Submit(std::function<void()> task) {
+void WorkerPool::Submit(std::function<void()> task) { Submit(nullptr, 0, std::move(task)); }
+
+void WorkerPool::Submit(const void* key, int cap, std::function<void()> task) {
   {
     MutexLock lock(&mu_);
-    queue_.push_back(std::move(task));
+    queue_.push_back(Task{key, key == nullptr ? 0 : std::max(cap, 1), std::move(task)});
   }
-  cv_.Signal();
+  // All: the one woken might find this task capped and wait again, while another worker could
+  // run an older queued task that is not.
+  cv_.SignalAll();
+}
+
+std::deque<WorkerPool::Task>::iterator WorkerPool::NextRunnableLocked() {
+  for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+    if (it->key == nullptr) return it;
+    auto r = running_.find(it->key);
+    if (r == running_.end() || r->second < it->cap) return it;
+  }
+  return queue_.end();
 }
 
 void WorkerPool::Run() {
   for (;;) {
-    std::function<void()> task;
+    Task task;
     {
       MutexLock lock(&mu_);
-      while (queue_.empty() && !stopping_) cv_.Wait(&mu_);
-      if (queue_.empty()) return;  // stopping and drained
-      task = std::move(queue_.front());
-      queue_.pop_front();
+      auto it = NextRunnableLocked();
+      // A queue holding only capped tasks waits for a running task of theirs to end (which
+      // signals); stopping, the remaining tasks still run before the workers leave.
+      while (it == queue_.end()) {
+        if (queue_.empty() && stopping_) return;  // stopping and drained
+        cv_.Wait(&mu_);
+        it = NextRunnableLocked();
+      }
+      task = std::move(*it);
+      queue_.erase(it);
+      if (task.key != nullptr) ++running_[task.key];
     }
-    task();
+    task.fn();
+    if (task.key != nullptr) {
+      {
+        MutexLock lock(&mu_);
+        auto r = running_.find(task.key);
+        if (--r->second == 0) running_.erase(r);
+      }
+      cv_.SignalAll();  // a capped task of this key may start now
+    }
   }
 }
 

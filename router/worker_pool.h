@@ -8,13 +8,17 @@
 #include <thread>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "mutex.h"
 
 namespace shardline::internal {
 
-// Thread-safe. Tasks run in FIFO order on `threads` threads. The destructor runs the tasks
-// still queued, then joins the threads (so a task may rely on what it captured by reference
-// only if its submitter waits for it, as the fan-out does).
+// Thread-safe. Tasks run in FIFO order on `threads` threads, except that a task submitted with
+// a key waits in the queue (letting later tasks pass) while `cap` tasks of the same key run:
+// the fan-out keys its parts by node, so that the parts of one hung node cannot take every
+// worker while the other nodes' parts queue behind them. The destructor runs the tasks still
+// queued, then joins the threads (so a task may rely on what it captured by reference only if
+// its submitter waits for it, as the fan-out does).
 //
 //   WorkerPool pool(4);
 //   Latch done(2);
@@ -28,14 +32,25 @@ class WorkerPool {
 
   // Queues `task`. Never blocks (the queue is unbounded: callers bound what they submit).
   void Submit(std::function<void()> task) ABSL_LOCKS_EXCLUDED(mu_);
+  // Queues `task` under `key` (non-null): it starts only while fewer than `cap` (>= 1) tasks
+  // of that key run.
+  void Submit(const void* key, int cap, std::function<void()> task) ABSL_LOCKS_EXCLUDED(mu_);
   int size() const { return static_cast<int>(threads_.size()); }
 
  private:
+  struct Task {
+    const void* key = nullptr;  // null: no cap
+    int cap = 0;
+    std::function<void()> fn;
+  };
   void Run() ABSL_LOCKS_EXCLUDED(mu_);
+  // The first queued task allowed to start, or queue_.end().
+  std::deque<Task>::iterator NextRunnableLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Mutex mu_;
   CondVar cv_;
-  std::deque<std::function<void()>> queue_ ABSL_GUARDED_BY(mu_);
+  std::deque<Task> queue_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<const void*, int> running_ ABSL_GUARDED_BY(mu_);  // keyed tasks running
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;  // written only by the constructor
 };

@@ -29,10 +29,11 @@ CREATE TABLE IF NOT EXISTS shardline.schema_version (
   version    integer     NOT NULL CHECK (version > 0),
   applied_at timestamptz NOT NULL DEFAULT now()
 );
-INSERT INTO shardline.schema_version (version) VALUES (2) ON CONFLICT (singleton) DO NOTHING;
+INSERT INTO shardline.schema_version (version) VALUES (3) ON CONFLICT (singleton) DO NOTHING;
 -- Version 2: rollouts' one-way states (cleaning, rolling_back, aborting), at most one active
 -- migration (a partial unique index), the map version a migration published last.
-UPDATE shardline.schema_version SET version = 2, applied_at = now() WHERE version < 2;
+-- Version 3: routers' worker-id leases (shardline.routers.lease_ms).
+UPDATE shardline.schema_version SET version = 3, applied_at = now() WHERE version < 3;
 
 -- Every published map version. `content` is the complete map as TOML (docs/map-format.md),
 -- passwords included: it is the source of truth that routers load. Rows are never updated or
@@ -85,6 +86,10 @@ CREATE TABLE IF NOT EXISTS shardline.routers (
   started_at     timestamptz NOT NULL DEFAULT now(),
   last_heartbeat timestamptz NOT NULL DEFAULT now()
 );
+-- How long the row holds its worker id without a heartbeat (RouterOptions::worker_id_lease):
+-- past last_heartbeat + lease_ms the row is expired and the next router to register deletes
+-- it. NULL for routers older than leases (60 s).
+ALTER TABLE shardline.routers ADD COLUMN IF NOT EXISTS lease_ms integer CHECK (lease_ms > 0);
 REVOKE ALL ON shardline.routers FROM PUBLIC;
 
 -- Rollouts (migrate/rollout.h, `shardline rollout`): the state machine of each online move,

@@ -15,9 +15,11 @@ absl::Status Demo(shardline::RouterOptions opts, std::int64_t uid) {
   std::printf("user %lld lives on node %s\n", static_cast<long long>(uid), loc->node.c_str());
   auto user = r.Execute(uid, "SELECT name FROM users WHERE user_id = $1", {uid});
   if (!user.ok()) return user.status();
+  auto id = r.NextId();  // a unique id for a new row (worker id leased or given)
+  if (!id.ok()) return id.status();
   absl::Status tx = r.Transaction(uid, [&](shardline::Session& s) -> absl::Status {
     auto log = s.Execute("INSERT INTO workout_logs (user_id, id, exercise, reps, weight) "
-                         "VALUES ($1, $2, $3, $4, $5)", {uid, r.NextId(), "squat", 5, 100.0});
+                         "VALUES ($1, $2, $3, $4, $5)", {uid, *id, "squat", 5, 100.0});
     if (!log.ok()) return log.status();  // any error rolls the transaction back
     return s.Execute("UPDATE users SET points = points + $2 WHERE user_id = $1", {uid, 5}).status();
   });
@@ -40,6 +42,7 @@ int main(int argc, char** argv) {
   shardline::RouterOptions opts;
   (flag == "--catalog" ? opts.catalog_dsn : opts.map_file) = argv[2];
   opts.register_in_catalog = false;
+  opts.worker_id = 1;  // no registry to lease one from: this process's own id-generator worker id
   absl::Status s = Demo(std::move(opts), 42);
   if (!s.ok()) std::fprintf(stderr, "consumer: %s\n", std::string(s.message()).c_str());
   return s.ok() ? 0 : 1;

@@ -147,8 +147,14 @@ class Router {
   // Re-reads the map source now. The old map stays when the new one is invalid (the status
   // says why).
   absl::Status RefreshMap();
-  // A new globally unique id (see shardline/id_gen.h) from this router's generator.
-  std::int64_t NextId();
+  // A new globally unique id (see shardline/id_gen.h) from this router's generator, whose
+  // worker id is leased from the catalog's router registry (or given as
+  // RouterOptions::worker_id). Never a duplicate: FailedPrecondition when this router has no
+  // worker id (following a map file, or not registering, without worker_id: a configuration
+  // error, not worth retrying); Unavailable while the lease is not held (the heartbeat has not
+  // reached the catalog for longer than worker_id_lease: retry later, ids resume once it
+  // does). Lock-free on success.
+  absl::StatusOr<std::int64_t> NextId();
   // Metrics in the Prometheus text exposition format (no passwords).
   std::string MetricsText() const;
 

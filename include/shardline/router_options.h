@@ -34,8 +34,10 @@ struct PoolOptions {
   milliseconds backoff_initial{50};
   milliseconds backoff_max{5000};
   // Circuit breaker: after `breaker_failures` consecutive connection failures the node's
-  // breaker opens and calls fail immediately (Unavailable) for `breaker_open_for`; then one
-  // probe is let through (half-open). Default 3 failures, 1 s.
+  // breaker opens and calls fail immediately (Unavailable) for `breaker_open_for`; then the
+  // router probes the node in the background with one connect of the full connect_timeout
+  // (half-open; callers still fail fast and never probe), within 500 ms. Default 3 failures,
+  // 1 s.
   // Statement timeouts (a call's deadline passed while waiting for the node) count as
   // failures too: a hung node trips its breaker like a node that refuses connections.
   int breaker_failures = 3;
@@ -81,9 +83,18 @@ struct RouterOptions {
   // so migrations can wait for every live router. Only with catalog_dsn. Default true.
   bool register_in_catalog = true;
   milliseconds heartbeat_interval{1000};
-  // Id generator worker id (0..1023). -1 = allocate one from the catalog registry (or from
-  // the pid when following a file).
+  // Id generator worker id (0..1023). -1 = lease the lowest free one from the catalog's
+  // router registry. Following a map file (or with register_in_catalog = false) there is no
+  // registry: set it, unique among live routers, or NextId() refuses (FailedPrecondition).
+  // With the registry a given id is leased too (Create fails when a live router holds it).
   int worker_id = -1;
+  // How long a registry row holds its worker id without a heartbeat. NextId() stops (Unavailable)
+  // once the heartbeat has not reached the catalog for this long minus a margin (a tenth, at
+  // most 5 s); only after it may another router get the id. Longer rides out longer catalog
+  // outages; shorter frees a crashed router's id sooner. At least 3 heartbeat_intervals; keep
+  // it at most 60 s while routers older than leases still run (they keep ids 60 s).
+  // Default 60 s.
+  milliseconds worker_id_lease{60000};
   LogSink log_sink;
 };
 

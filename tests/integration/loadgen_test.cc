@@ -88,7 +88,7 @@ class LoadgenTest : public ::testing::Test {
     return RunCommand(args, {{"SHARDLINE_CATALOG", ""}});
   }
   void Load(int users) {
-    CommandResult r = Loadgen({"load", "--map", map_path_, "--users", std::to_string(users)});
+    CommandResult r = Loadgen({"load", "--map", map_path_, "--worker-id", "1", "--users", std::to_string(users)});
     ASSERT_EQ(r.exit_code, 0) << Describe(r);
   }
   int NodeOf(std::int64_t uid) const {
@@ -118,7 +118,7 @@ class LoadgenTest : public ::testing::Test {
 };
 
 TEST_F(LoadgenTest, LoadPutsEveryUsersRowsOnTheNodeThatOwnsThem) {
-  CommandResult r = Loadgen({"load", "--map", map_path_, "--users", "300", "--workouts-per-user",
+  CommandResult r = Loadgen({"load", "--map", map_path_, "--worker-id", "1", "--users", "300", "--workouts-per-user",
                              "2", "--logs-per-workout", "3", "--posts-per-user", "1", "--json"});
   ASSERT_EQ(r.exit_code, 0) << Describe(r);
   nlohmann::json j = nlohmann::json::parse(r.out);
@@ -151,17 +151,17 @@ TEST_F(LoadgenTest, LoadPutsEveryUsersRowsOnTheNodeThatOwnsThem) {
 
 TEST_F(LoadgenTest, LoadingTheSameUsersTwiceFailsNamingTheKeyUnlessTruncated) {
   Load(50);
-  CommandResult again = Loadgen({"load", "--map", map_path_, "--users", "50"});
+  CommandResult again = Loadgen({"load", "--map", map_path_, "--worker-id", "1", "--users", "50"});
   EXPECT_EQ(again.exit_code, 1) << Describe(again);
   EXPECT_THAT(again.err, HasSubstr("duplicate key value violates unique constraint"));
-  CommandResult truncated = Loadgen({"load", "--map", map_path_, "--users", "50", "--truncate"});
+  CommandResult truncated = Loadgen({"load", "--map", map_path_, "--worker-id", "1", "--users", "50", "--truncate"});
   EXPECT_EQ(truncated.exit_code, 0) << Describe(truncated);
   EXPECT_THAT(truncated.out, HasSubstr("loaded 50 users (1050 rows)"));
 }
 
 TEST_F(LoadgenTest, RunWithLedgerPassesCheckLedgerAndADeletedRowFailsItByName) {
   Load(200);
-  CommandResult run = Loadgen({"run", "--map", map_path_, "--users", "200", "--workers", "4",
+  CommandResult run = Loadgen({"run", "--map", map_path_, "--worker-id", "1", "--users", "200", "--workers", "4",
                                "--calls", "400", "--duration", "60s", "--ledger", ledger_,
                                "--mix", "profile=2,feed=1,log=3,update=3,leaderboard=1",
                                "--json", "--progress", "0"});
@@ -200,7 +200,7 @@ TEST_F(LoadgenTest, RunWithLedgerPassesCheckLedgerAndADeletedRowFailsItByName) {
 
 TEST_F(LoadgenTest, CheckLedgerCatchesAlteredContentAndStrictCatchesACopyOnAnotherNode) {
   Load(100);
-  CommandResult run = Loadgen({"run", "--map", map_path_, "--users", "100", "--workers", "2",
+  CommandResult run = Loadgen({"run", "--map", map_path_, "--worker-id", "1", "--users", "100", "--workers", "2",
                                "--calls", "100", "--ledger", ledger_, "--mix", "update=1",
                                "--progress", "0"});
   ASSERT_EQ(run.exit_code, 0) << Describe(run);
@@ -267,7 +267,7 @@ TEST_F(LoadgenTest, LoadRunAndCheckLedgerFollowTheCatalogsPublishedMap) {
 
 TEST_F(LoadgenTest, BrokenThresholdsExitOneNamingEachBudget) {
   Load(50);
-  CommandResult r = Loadgen({"run", "--map", map_path_, "--users", "50", "--calls", "50",
+  CommandResult r = Loadgen({"run", "--map", map_path_, "--worker-id", "1", "--users", "50", "--calls", "50",
                              "--progress", "0", "--threshold", "p99<0ms", "--threshold",
                              "throughput>1e12", "--threshold", "error_rate<=100%"});
   EXPECT_EQ(r.exit_code, 1) << Describe(r);
@@ -277,19 +277,24 @@ TEST_F(LoadgenTest, BrokenThresholdsExitOneNamingEachBudget) {
   EXPECT_THAT(r.out, HasSubstr("BROKEN p99<0ms"));
   EXPECT_THAT(r.out, HasSubstr("ok     error_rate<=100%"));
 
-  CommandResult held = Loadgen({"run", "--map", map_path_, "--users", "50", "--calls", "50",
+  CommandResult held = Loadgen({"run", "--map", map_path_, "--worker-id", "1", "--users", "50", "--calls", "50",
                                 "--progress", "0", "--threshold", "p99<60s", "--threshold",
                                 "error_rate<=100%"});
   EXPECT_EQ(held.exit_code, 0) << Describe(held);
 }
 
 TEST_F(LoadgenTest, BadFlagsAreUsageErrors) {
-  CommandResult mix = Loadgen({"run", "--map", map_path_, "--mix", "profile=1,signup=1"});
+  CommandResult mix = Loadgen({"run", "--map", map_path_, "--worker-id", "1", "--mix", "profile=1,signup=1"});
   EXPECT_EQ(mix.exit_code, 2) << Describe(mix);
   EXPECT_THAT(mix.err, HasSubstr("unknown operation 'signup'"));
-  CommandResult threshold = Loadgen({"run", "--map", map_path_, "--threshold", "p99"});
+  CommandResult threshold = Loadgen({"run", "--map", map_path_, "--worker-id", "1", "--threshold", "p99"});
   EXPECT_EQ(threshold.exit_code, 2) << Describe(threshold);
   EXPECT_THAT(threshold.err, HasSubstr("threshold 'p99': no comparison"));
+  // A map file has no registry to lease an id-generator worker id from: writers must name one.
+  CommandResult no_worker = Loadgen({"load", "--map", map_path_, "--users", "10"});
+  EXPECT_EQ(no_worker.exit_code, 2) << Describe(no_worker);
+  EXPECT_THAT(no_worker.err, HasSubstr("follows a map file"));
+  EXPECT_THAT(no_worker.err, HasSubstr("pass --worker-id N"));
   CommandResult no_map = Loadgen({"run"});
   EXPECT_EQ(no_map.exit_code, 2) << Describe(no_map);
   EXPECT_THAT(no_map.err, HasSubstr("--map FILE or --catalog DSN"));
@@ -314,7 +319,7 @@ TEST_F(LoadgenTest, FencedWritesAreCountedByKindAndTheRunGoesOn) {
                         "VALUES ('workout_logs', {}, {})",
                         range.lo, range.hi));
   }
-  CommandResult r = Loadgen({"run", "--map", map_path_, "--users", "100", "--workers", "4",
+  CommandResult r = Loadgen({"run", "--map", map_path_, "--worker-id", "1", "--users", "100", "--workers", "4",
                              "--calls", "60", "--mix", "log=1,profile=1", "--checkout-timeout",
                              "0.1", "--ledger", ledger_, "--json", "--progress", "0"});
   ASSERT_EQ(r.exit_code, 0) << Describe(r);
@@ -355,7 +360,7 @@ TEST_F(LoadgenTest, MetricsEndpointServesPrometheusTextWhileRunningAndSigtermSto
   Load(50);
   const int port = UnusedPort();
   const std::string out = (dir_ / "out").string(), err = (dir_ / "err").string();
-  const pid_t pid = Spawn({BinPath("shardline-loadgen"), "run", "--map", map_path_, "--users",
+  const pid_t pid = Spawn({BinPath("shardline-loadgen"), "run", "--map", map_path_, "--worker-id", "1", "--users",
                            "50", "--workers", "2", "--duration", "120s", "--progress", "0",
                            "--metrics-port", std::to_string(port)},
                           out, err);
@@ -450,7 +455,7 @@ TEST_F(LoadgenTest, PoolFlagsOverrideTheMapsPoolLimits) {
   const std::string app = fmt::format("lg-pool-{}", ::getpid());
   const std::string out = (dir_ / "out").string(), err = (dir_ / "err").string();
   // The map says pool_max = 8; four workers would open up to 4 per node without the override.
-  const pid_t pid = Spawn({BinPath("shardline-loadgen"), "run", "--map", map_path_, "--users",
+  const pid_t pid = Spawn({BinPath("shardline-loadgen"), "run", "--map", map_path_, "--worker-id", "1", "--users",
                            "50", "--workers", "4", "--duration", "120s", "--progress", "0",
                            "--pool-min", "1", "--pool-max", "1", "--application-name", app,
                            "--metrics-port", std::to_string(port)},

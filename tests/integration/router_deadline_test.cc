@@ -336,6 +336,54 @@ TEST_F(RouterFixture, FanOutWaitsForAHungNodeAtMostItsDeadlineAndKeepsTheHealthy
   (*proxy)->SetStalled(false);
 }
 
+TEST_F(RouterFixture, ConcurrentFanOutsCannotAllTakeTheWorkersOfOneHungNode) {
+  ExecOnAllNodes("CREATE TABLE users (user_id bigint PRIMARY KEY, name text)");
+  auto proxy = testing::TcpProxy::StartFor(node_dsns_[2]);
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  ShardMapConfig config = Config(1, 12, /*pool_max=*/16);
+  config.nodes[2].dsn = (*proxy)->RedirectDsn(node_dsns_[2]);
+  WriteMap(config);
+  RouterOptions opts = Options();
+  opts.pool.breaker_failures = 1000;  // the hung node's parts keep waiting out their deadline
+  auto router = MakeRouter(std::move(opts));
+  ASSERT_NE(router, nullptr);
+  for (std::int64_t k = 1; k <= 60; ++k) {
+    ASSERT_TRUE(router->Execute(k, "INSERT INTO users VALUES ($1, 'x')", {k}).ok());
+  }
+  (*proxy)->SetStalled(true);
+  // More fan-outs at once than there are workers: every one has a part on the hung node.
+  constexpr int kFanOuts = 12;
+  FanOutOptions fo;
+  fo.fail_on_any_error = false;
+  fo.timeout = 1500ms;
+  std::vector<std::vector<NodeResult>> results(kFanOuts);
+  std::vector<absl::Status> statuses(kFanOuts);
+  std::vector<std::thread> threads;
+  for (int f = 0; f < kFanOuts; ++f) {
+    threads.emplace_back([&, f] {
+      auto r = router->FanOut("SELECT count(*) FROM users WHERE $owned(user_id)", {}, fo);
+      statuses[f] = r.status();
+      if (r.ok()) results[f] = std::move(*r);
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int f = 0; f < kFanOuts; ++f) {
+    ASSERT_TRUE(statuses[f].ok()) << "fan-out " << f << ": " << statuses[f];
+    ASSERT_EQ(results[f].size(), 3u);
+    for (const NodeResult& n : results[f]) {
+      if (n.node == node_names_[2]) {
+        EXPECT_FALSE(n.result.ok()) << "fan-out " << f;
+        EXPECT_EQ(NodeOf(n.result.status()), node_names_[2]);
+      } else {
+        // The healthy nodes' parts were not queued behind the hung node's.
+        EXPECT_TRUE(n.result.ok()) << "fan-out " << f << ", " << n.node << ": "
+                                   << n.result.status();
+      }
+    }
+  }
+  (*proxy)->SetStalled(false);
+}
+
 TEST_F(RouterFixture, TransactionWhoseFunctionOutlastsTheDeadlineIsNotCommittedNorBlamesTheNode) {
   ExecOnAllNodes("CREATE TABLE users (user_id bigint PRIMARY KEY, name text)");
   WriteMap(Config(1, 4, /*pool_max=*/1));

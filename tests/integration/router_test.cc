@@ -369,7 +369,9 @@ TEST_F(RouterFixture, FollowsTheCatalogThroughNotifyAndPollingAndReportsItInTheR
   };
   EXPECT_EQ(CountOnDsn(control, "SELECT count(*) FROM shardline.routers"), 1);
   EXPECT_EQ(registry("map_version"), 1);
-  EXPECT_EQ(registry("worker_id"), DecodeId(router->NextId()).worker_id);
+  absl::StatusOr<std::int64_t> id = router->NextId();
+  ASSERT_TRUE(id.ok()) << id.status();
+  EXPECT_EQ(registry("worker_id"), DecodeId(*id).worker_id);
 
   // Publish: the NOTIFY wakes the router, which applies the version and reports it.
   ASSERT_TRUE((*catalog)->Publish(Config(2, 8, 4, /*rotate=*/1), "v2", {}).ok());
@@ -383,7 +385,10 @@ TEST_F(RouterFixture, FollowsTheCatalogThroughNotifyAndPollingAndReportsItInTheR
     auto second = MakeRouter(opts);
     ASSERT_NE(second, nullptr);
     EXPECT_EQ(CountOnDsn(control, "SELECT count(DISTINCT worker_id) FROM shardline.routers"), 2);
-    EXPECT_NE(DecodeId(second->NextId()).worker_id, DecodeId(router->NextId()).worker_id);
+    absl::StatusOr<std::int64_t> a = router->NextId();
+    absl::StatusOr<std::int64_t> b = second->NextId();
+    ASSERT_TRUE(a.ok() && b.ok()) << a.status() << " / " << b.status();
+    EXPECT_NE(DecodeId(*b).worker_id, DecodeId(*a).worker_id);
   }
   EXPECT_EQ(CountOnDsn(control, "SELECT count(*) FROM shardline.routers"), 1);
 }

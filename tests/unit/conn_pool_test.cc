@@ -1,7 +1,7 @@
 // Unit tests of the per-node connection pool (router/conn_pool.h) with a fake clock and a fake
 // connector (connections with a null PGconn): reuse, max size under 64 threads, FIFO order of
 // waiters, checkout deadline, discard of broken / old / unhealthy connections, backoff,
-// the circuit breaker (fail fast without connecting, one half-open probe, healing), Maintain
+// the circuit breaker (fail fast without connecting, one background probe, healing), Maintain
 // and Shutdown. Waiting threads are synchronised with the pool's test hooks, never with sleeps.
 #include "conn_pool.h"
 
@@ -20,6 +20,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "shardline/errors.h"
+#include "event.h"
 #include "status_matchers.h"
 
 namespace shardline::internal {
@@ -50,23 +51,7 @@ class FakeClock {
 };
 
 // A one-shot event: Wait() returns once Notify() was called. Thread-safe.
-class Event {
- public:
-  void Notify() {
-    std::lock_guard<std::mutex> lock(mu_);
-    done_ = true;
-    cv_.notify_all();
-  }
-  void Wait() {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [this] { return done_; });
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool done_ = false;
-};
+using ::shardline::testing::Event;
 
 // Hands out fake connections (null PGconn) or scripted failures. Thread-safe.
 class FakeConnector {
@@ -507,31 +492,40 @@ TEST_F(ConnPoolTest, ConnectTimeoutCutShortByTheCallersDeadlineDoesNotOpenTheBre
               StatusIs(absl::StatusCode::kDeadlineExceeded, HasSubstr("timed out")));
   EXPECT_EQ(connector_.last_timeout(), milliseconds(1000));
   EXPECT_EQ(pool->Stats().breaker, BreakerState::kOpen);
-  // A refused connection counts whatever the time left.
+  // A refused connection counts whatever the time left (a new pool: this one is open, and
+  // only its background probe would connect now).
   connector_.FailWith(kRefused);
-  clock_.Advance(seconds(5));
-  EXPECT_THAT(pool->Acquire(In(milliseconds(10))).status(),
+  auto fresh = MakePool();
+  EXPECT_THAT(fresh->Acquire(In(milliseconds(10))).status(),
               StatusIs(absl::StatusCode::kUnavailable, HasSubstr("could not connect")));
-  EXPECT_EQ(pool->Stats().breaker, BreakerState::kOpen);
+  EXPECT_EQ(fresh->Stats().breaker, BreakerState::kOpen);
 }
 
-TEST_F(ConnPoolTest, CallerPastItsDeadlineIsNotTheHalfOpenProbe) {
+TEST_F(ConnPoolTest, CallersNeverProbeMaintainProbesWithTheFullConnectTimeout) {
   config_.options.breaker_failures = 1;
   config_.options.breaker_open_for = milliseconds(1000);
+  config_.options.connect_timeout = seconds(2);
   connector_.FailWith(kRefused);
   auto pool = MakePool();
   ASSERT_FALSE(pool->Acquire(In(seconds(1))).ok());
   clock_.Advance(seconds(1));
   ASSERT_EQ(pool->Stats().breaker, BreakerState::kHalfOpen);
-  EXPECT_THAT(pool->Acquire(clock_.Now()).status(),
+  // The node is back, but a caller with a short deadline is not the probe: it fails at once.
+  connector_.FailWith(absl::OkStatus());
+  EXPECT_THAT(pool->Acquire(In(milliseconds(50))).status(),
               StatusIs(absl::StatusCode::kUnavailable,
                        HasSubstr("node b: circuit breaker half-open after 1 consecutive "
-                                 "connection failures; no time left before the deadline for a "
-                                 "probe connection")));
+                                 "connection failures; waiting for the background probe "
+                                 "connection")));
   EXPECT_EQ(connector_.calls(), 1);
-  connector_.FailWith(absl::OkStatus());
-  EXPECT_TRUE(pool->Acquire(In(seconds(1))).ok());
+  // The background probe (min_size is 0: it probes anyway) gets the full connect_timeout.
+  pool->Maintain();
+  EXPECT_EQ(connector_.calls(), 2);
+  EXPECT_EQ(connector_.last_timeout(), seconds(2));
   EXPECT_EQ(pool->Stats().breaker, BreakerState::kClosed);
+  EXPECT_EQ(pool->Stats().idle, 1);
+  EXPECT_TRUE(pool->Acquire(In(milliseconds(50))).ok());
+  EXPECT_EQ(connector_.calls(), 2);  // the probe's connection
 }
 
 TEST_F(ConnPoolTest, WaitsOutTheBackoffBeforeReconnecting) {
@@ -705,7 +699,7 @@ TEST_F(ConnPoolTest, BreakerMessageCountsDownToTheNextAttempt) {
               HasSubstr(marker + std::to_string(ms - 100) + " ms"));
 }
 
-TEST_F(ConnPoolTest, HalfOpenBreakerAdmitsOneProbeAndClosesOnSuccess) {
+TEST_F(ConnPoolTest, HalfOpenBreakerAdmitsOneBackgroundProbeAndClosesOnSuccess) {
   config_.options.breaker_failures = 3;
   config_.options.breaker_open_for = milliseconds(1000);
   std::vector<std::string> logs;
@@ -719,31 +713,33 @@ TEST_F(ConnPoolTest, HalfOpenBreakerAdmitsOneProbeAndClosesOnSuccess) {
   FailCheckouts(*pool, clock_, 3);  // also moves the clock past the cool-down
   EXPECT_EQ(pool->Stats().breaker, BreakerState::kHalfOpen);
 
-  // The node is back. The probe blocks in connect; meanwhile others fail fast.
+  // The node is back. The probe blocks in connect; meanwhile callers fail fast and a second
+  // Maintain does not probe again.
   connector_.FailWith(absl::OkStatus());
   Event entered, release;
   connector_.BlockNext(&entered, &release);
-  absl::Status probe = absl::UnknownError("not run");
-  std::thread t([&] { probe = pool->Acquire(In(seconds(1))).status(); });
+  std::thread t([&] { pool->Maintain(); });
   entered.Wait();
   EXPECT_THAT(pool->Acquire(In(seconds(1))).status(),
               StatusIs(absl::StatusCode::kUnavailable,
                        HasSubstr("node b: circuit breaker half-open after 3 consecutive "
-                                 "connection failures; a probe connection is in progress")));
+                                 "connection failures; a background probe connection is in "
+                                 "progress")));
+  pool->Maintain();
   EXPECT_EQ(connector_.calls(), 4);
   release.Notify();
   t.join();
-  EXPECT_TRUE(probe.ok()) << probe;
   EXPECT_EQ(pool->Stats().breaker, BreakerState::kClosed);
   {
     std::lock_guard<std::mutex> lock(logs_mu);
     ASSERT_EQ(logs.size(), 2u);
     EXPECT_EQ(logs[1], "node b: connected again; circuit breaker closed");
   }
-  // Closed again: checkouts connect normally.
+  // Closed again: checkouts take the probe's connection, then connect normally.
   absl::StatusOr<Lease> a = pool->Acquire(In(seconds(1)));
   absl::StatusOr<Lease> b = pool->Acquire(In(seconds(1)));
   EXPECT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(connector_.calls(), 5);
 }
 
 TEST_F(ConnPoolTest, FailedProbeReopensTheBreaker) {
@@ -753,13 +749,13 @@ TEST_F(ConnPoolTest, FailedProbeReopensTheBreaker) {
   auto pool = MakePool();
   FailCheckouts(*pool, clock_, 3);
   ASSERT_EQ(pool->Stats().breaker, BreakerState::kHalfOpen);
-  EXPECT_THAT(pool->Acquire(In(seconds(1))).status(),
-              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("could not connect")));
+  pool->Maintain();
   EXPECT_EQ(connector_.calls(), 4);
   EXPECT_EQ(pool->Stats().breaker, BreakerState::kOpen);
   EXPECT_THAT(pool->Acquire(In(seconds(1))).status(),
               StatusIs(absl::StatusCode::kUnavailable,
                        HasSubstr("circuit breaker open after 4 consecutive connection failures")));
+  pool->Maintain();  // open: no attempt
   EXPECT_EQ(connector_.calls(), 4);
 }
 

@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include "shardline/id_gen.h"
+
 namespace shardline::loadgen {
 
 void AddRouterFlags(CLI::App& cmd, RouterFlags& flags) {
@@ -36,6 +38,24 @@ void AddRouterFlags(CLI::App& cmd, RouterFlags& flags) {
   cmd.add_flag("--no-register", flags.no_register,
                "With --catalog: do not register in the catalog's router registry (a rollout "
                "then does not wait for this process to apply new maps)");
+  cmd.add_option("--worker-id", flags.worker_id,
+                 "Id-generator worker id (0..1023) for the ids of new rows. Needed with --map (a "
+                 "map file has no router registry to lease one from): unique among the live "
+                 "routers and loadgens writing to these nodes. With --catalog one is leased "
+                 "from the registry unless given")
+      ->check(CLI::Range(0, kMaxWorkerId));
+}
+
+absl::Status CheckCanGenerateIds(Router& router) {
+  absl::StatusOr<std::int64_t> id = router.NextId();
+  if (id.ok()) return absl::OkStatus();
+  if (id.status().code() == absl::StatusCode::kFailedPrecondition) {
+    return migrate::UsageError(fmt::format(
+        "{}: this command writes rows with generated ids; pass --worker-id N (0..{}, unique "
+        "among the live writers), or --catalog without --no-register",
+        std::string(id.status().message()), kMaxWorkerId));
+  }
+  return id.status();
 }
 
 absl::StatusOr<RouterOptions> MakeRouterOptions(const RouterFlags& flags, const char* env_catalog) {
@@ -64,6 +84,7 @@ absl::StatusOr<RouterOptions> MakeRouterOptions(const RouterFlags& flags, const 
   o.pool.min_size_override = flags.pool_min;
   o.pool.max_size_override = flags.pool_max;
   o.register_in_catalog = !flags.no_register;
+  o.worker_id = flags.worker_id;
   o.log_sink = [](LogLevel level, std::string_view line) {
     if (level == LogLevel::kDebug || level == LogLevel::kInfo) return;
     fmt::print(stderr, "{}: router: {}\n", kProgram, line);

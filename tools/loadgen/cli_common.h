@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "cli/common.h"
+#include "shardline/router.h"
 #include "shardline/router_options.h"
 
 namespace shardline::loadgen {
@@ -29,11 +30,18 @@ struct RouterFlags {
   int pool_min = 0;                // per-node pool limits instead of the map's (0: the map's)
   int pool_max = 0;
   bool no_register = false;        // do not register in the catalog's router registry
+  int worker_id = -1;              // id-generator worker id (-1: leased from the registry)
 };
 
 // Adds --map, --catalog, --application-name, --checkout-timeout, --connect-timeout,
-// --statement-timeout, --fence-retries, --pool-min, --pool-max, --no-register to `cmd`.
+// --statement-timeout, --fence-retries, --pool-min, --pool-max, --no-register, --worker-id to
+// `cmd`.
 void AddRouterFlags(CLI::App& cmd, RouterFlags& flags);
+
+// Checks that `router` can generate ids (the commands that write new rows call it before any
+// work): a router without a worker id (--map without --worker-id) is a UsageError saying what
+// to pass; other failures (the lease not held yet) are returned as they are.
+absl::Status CheckCanGenerateIds(Router& router);
 
 // RouterOptions for the flags: the map file, else the catalog (flag or $SHARDLINE_CATALOG,
 // `env_catalog`, may be null). A UsageError when neither is given; InvalidArgument for a

@@ -52,6 +52,7 @@ absl::Status RunLoad(const LoadCommandOptions& options) {
   if (!ropts.ok()) return ropts.status();
   absl::StatusOr<std::unique_ptr<Router>> router = Router::Create(std::move(*ropts));
   if (!router.ok()) return router.status();
+  if (absl::Status s = CheckCanGenerateIds(**router); !s.ok()) return s;
   const std::shared_ptr<const ShardMap> map = (*router)->map();
   if (!options.no_schema) {
     if (absl::Status s = ApplyAppSchema(*map, options.router.application_name); !s.ok()) return s;

@@ -81,7 +81,7 @@ class CopyStream {
 };
 
 // Loads every user of `options` that node `node` owns.
-absl::Status LoadNode(const ShardMap& map, int node, const std::function<std::int64_t()>& next_id,
+absl::Status LoadNode(const ShardMap& map, int node, const std::function<absl::StatusOr<std::int64_t>()>& next_id,
                       const LoadOptions& options, std::int64_t& users_out,
                       std::array<std::int64_t, kNumTables>& rows_out) {
   const NodeConfig& cfg = map.nodes()[static_cast<std::size_t>(node)];
@@ -112,15 +112,19 @@ absl::Status LoadNode(const ShardMap& map, int node, const std::function<std::in
     users.CountRow();
     workout_ids.clear();
     for (int w = 0; w < options.workouts_per_user; ++w) {
-      const std::int64_t id = next_id();
+      const absl::StatusOr<std::int64_t> id_or = next_id();
+      if (!id_or.ok()) return id_or.status();
+      const std::int64_t id = *id_or;
       workout_ids.push_back(id);
       fmt::format_to(std::back_inserter(workouts.buffer()), "{}\t{}\t{}\t{}\t{}\t\n", uid, id,
                      kKinds[pick(std::size(kKinds))], 600 + pick(6000), 50 + pick(1500));
       workouts.CountRow();
       for (int l = 0; l < options.logs_per_workout; ++l) {
         const std::uint64_t centi_kg = 500 + pick(20000);
+        const absl::StatusOr<std::int64_t> log_id = next_id();
+        if (!log_id.ok()) return log_id.status();
         fmt::format_to(std::back_inserter(logs.buffer()), "{}\t{}\t{}\t{}\t{}\t{}.{:02}\t\n", uid,
-                       next_id(), id, kExercises[pick(std::size(kExercises))], 1 + pick(20),
+                       *log_id, id, kExercises[pick(std::size(kExercises))], 1 + pick(20),
                        centi_kg / 100, centi_kg % 100);
         logs.CountRow();
       }
@@ -131,7 +135,9 @@ absl::Status LoadNode(const ShardMap& map, int node, const std::function<std::in
         if (word > 0) body += ' ';
         body += kWords[pick(std::size(kWords))];
       }
-      fmt::format_to(std::back_inserter(posts.buffer()), "{}\t{}\t{}\n", uid, next_id(), body);
+      const absl::StatusOr<std::int64_t> post_id = next_id();
+      if (!post_id.ok()) return post_id.status();
+      fmt::format_to(std::back_inserter(posts.buffer()), "{}\t{}\t{}\n", uid, *post_id, body);
       posts.CountRow();
     }
     for (auto& s : streams) {
@@ -149,7 +155,7 @@ absl::Status LoadNode(const ShardMap& map, int node, const std::function<std::in
 }  // namespace
 
 absl::StatusOr<LoadStats> LoadUsers(const ShardMap& map,
-                                    const std::function<std::int64_t()>& next_id,
+                                    const std::function<absl::StatusOr<std::int64_t>()>& next_id,
                                     const LoadOptions& options) {
   if (options.users < 0 || options.workouts_per_user < 0 || options.logs_per_workout < 0 ||
       options.posts_per_user < 0) {

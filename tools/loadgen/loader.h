@@ -39,7 +39,7 @@ struct LoadStats {
 // exist (ApplyAppSchema). The first error, naming the node and table, when a connection or a
 // COPY fails (what was copied on other nodes stays). Blocks until every COPY finished.
 absl::StatusOr<LoadStats> LoadUsers(const ShardMap& map,
-                                    const std::function<std::int64_t()>& next_id,
+                                    const std::function<absl::StatusOr<std::int64_t>()>& next_id,
                                     const LoadOptions& options);
 
 }  // namespace shardline::loadgen

@@ -98,6 +98,9 @@ absl::Status RunRun(const RunCommandOptions& options, const std::atomic<bool>* s
   if (!ropts.ok()) return ropts.status();
   absl::StatusOr<std::unique_ptr<Router>> router = Router::Create(std::move(*ropts));
   if (!router.ok()) return router.status();
+  if (mix->weight(Op::kLog) > 0) {  // the only operation that inserts rows with new ids
+    if (absl::Status s = CheckCanGenerateIds(**router); !s.ok()) return s;
+  }
 
   std::unique_ptr<LedgerWriter> ledger;
   if (!options.ledger.empty()) {

@@ -117,7 +117,9 @@ absl::Status Workload::Feed(std::int64_t uid) {
 }
 
 absl::Status Workload::Log(std::int64_t uid, std::mt19937_64& rng) {
-  const std::int64_t id = router_.NextId();
+  const absl::StatusOr<std::int64_t> next = router_.NextId();
+  if (!next.ok()) return next.status();
+  const std::int64_t id = *next;
   const std::string exercise = kExercises[rng() % std::size(kExercises)];
   const auto reps = static_cast<std::int64_t>(1 + rng() % 20);
   const std::uint64_t centi_kg = 500 + rng() % 20000;
