@@ -26,6 +26,11 @@
 //   WriteOutcome::kNotCommitted              yes      the server said (pg_xact_status) that
 //                                                     the transaction did not commit
 //   InvalidArgument, AlreadyExists, ...      no       the same input fails the same way
+//
+// Router::NextId() (no statement, so no outcome): Unavailable = this router's worker-id lease
+// is not held (the catalog has been unreachable for longer than worker_id_lease): retry later,
+// ids resume once a heartbeat gets through; FailedPrecondition = the router has no worker id at
+// all (a map file without RouterOptions::worker_id): fix the configuration, do not retry.
 #pragma once
 
 #include <optional>
