@@ -28,9 +28,10 @@ void WorkerPool::Submit(const void* key, int cap, std::function<void()> task) {
     MutexLock lock(&mu_);
     queue_.push_back(Task{key, key == nullptr ? 0 : std::max(cap, 1), std::move(task)});
   }
-  // All: the one woken might find this task capped and wait again, while another worker could
-  // run an older queued task that is not.
-  cv_.SignalAll();
+  // One: an idle worker waits only when no queued task may start, so only this new one can;
+  // if it is capped, the woken worker waits again, and the worker that ends a task of its key
+  // takes it up next (Run), with no signal needed.
+  cv_.Signal();
 }
 
 std::deque<WorkerPool::Task>::iterator WorkerPool::NextRunnableLocked() {
@@ -61,12 +62,17 @@ void WorkerPool::Run() {
     }
     task.fn();
     if (task.key != nullptr) {
+      bool stopping = false;
       {
         MutexLock lock(&mu_);
         auto r = running_.find(task.key);
         if (--r->second == 0) running_.erase(r);
+        stopping = stopping_;
       }
-      cv_.SignalAll();  // a capped task of this key may start now
+      // This worker takes up the task of its key that may start now (the loop above). Only when
+      // stopping must the others hear of it: they wait behind capped tasks for the queue to
+      // drain, and nothing else would wake them once it has.
+      if (stopping) cv_.SignalAll();
     }
   }
 }

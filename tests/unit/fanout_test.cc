@@ -2,6 +2,9 @@
 #include "fanout.h"
 
 #include <atomic>
+#include <chrono>
+#include <thread>
+#include <vector>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -91,6 +94,40 @@ TEST(WorkerPool, RunsEveryTaskAndDrainsOnDestruction) {
     for (int i = 0; i < 10; ++i) pool.Submit([&] { ran.fetch_add(1); });
   }
   EXPECT_EQ(ran.load(), 60);
+}
+
+TEST(FanOutPartsTest, PartsStillQueuedAtTheDeadlineAreAbandoned) {
+  FanOutParts parts(4);  // part 0 is the caller's
+  ASSERT_TRUE(parts.Start(1));
+  parts.Finish(1);
+  ASSERT_TRUE(parts.Start(2));
+  parts.Finish(2);
+  // A deadline already past: part 3 never started, so it is abandoned, not waited for.
+  EXPECT_EQ(parts.AwaitOrAbandon(std::chrono::steady_clock::now()),
+            (std::vector<std::size_t>{3}));
+  EXPECT_FALSE(parts.Start(3));  // a worker reaching the abandoned part later does nothing
+}
+
+TEST(FanOutPartsTest, ARunningPartIsAwaitedPastTheDeadline) {
+  FanOutParts parts(2);
+  ASSERT_TRUE(parts.Start(1));
+  std::vector<std::size_t> abandoned{99};
+  std::thread caller([&] { abandoned = parts.AwaitOrAbandon(std::chrono::steady_clock::now()); });
+  parts.Finish(1);  // the caller returns only after this, whenever it started waiting
+  caller.join();
+  EXPECT_TRUE(abandoned.empty());
+}
+
+TEST(FanOutPartsTest, WithoutADeadlineEveryPartIsAwaited) {
+  FanOutParts parts(3);
+  std::thread worker([&] {
+    for (std::size_t i : {1u, 2u}) {
+      ASSERT_TRUE(parts.Start(i));
+      parts.Finish(i);
+    }
+  });
+  EXPECT_TRUE(parts.AwaitOrAbandon(std::chrono::steady_clock::time_point::max()).empty());
+  worker.join();
 }
 
 }  // namespace
