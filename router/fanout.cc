@@ -68,8 +68,16 @@ absl::StatusOr<std::string> QuoteColumn(std::string_view col) {
   return out;
 }
 
-absl::Status SetNodeOf(absl::Status status, const std::string& node) {
-  SetNode(status, node);
+// A part that waited in the workers' queue past the fan-out's deadline: its node's share of
+// the workers was busy with other fan-outs. Recorded in the node's metrics; says nothing about
+// the node, so its pool (and breaker) is never touched.
+absl::Status NotStartedInTime(const NodeRoute& route) {
+  absl::Status status = absl::DeadlineExceededError(fmt::format(
+      "node {}: fan-out part did not start before the deadline (this node's share of the "
+      "fan-out workers was busy with other fan-outs)",
+      route.name));
+  SetNode(status, route.name);
+  route.metrics.RecordQuery(QueryKind::kFanout, OutcomeOf(status), status, 0);
   return status;
 }
 
@@ -204,16 +212,7 @@ absl::StatusOr<std::vector<NodeResult>> RouterImpl::FanOut(std::string_view sql,
     results[i].node = route.name;
     const auto start = std::chrono::steady_clock::now();
     if (start >= deadline) {
-      // Queued behind other fan-outs' parts of this node until too late: says nothing about
-      // the node, so its pool (and breaker) is not touched.
-      results[i].result = SetNodeOf(
-          absl::DeadlineExceededError(fmt::format(
-              "node {}: fan-out part did not start before the deadline (this node's share of "
-              "the fan-out workers was busy with other fan-outs)",
-              route.name)),
-          route.name);
-      route.metrics.RecordQuery(QueryKind::kFanout, OutcomeOf(results[i].result.status()),
-                                results[i].result.status(), 0);
+      results[i].result = NotStartedInTime(route);
       return;
     }
     absl::StatusOr<Lease> lease = AcquireFrom(route.pool, route.metrics, deadline);
@@ -244,14 +243,7 @@ absl::StatusOr<std::vector<NodeResult>> RouterImpl::FanOut(std::string_view sql,
   run(0);
   for (std::size_t i : parts->AwaitOrAbandon(deadline)) {
     results[i].node = t->nodes[i].name;
-    results[i].result = SetNodeOf(
-        absl::DeadlineExceededError(fmt::format(
-            "node {}: fan-out part did not start before the deadline (this node's share of the "
-            "fan-out workers was busy with other fan-outs)",
-            t->nodes[i].name)),
-        t->nodes[i].name);
-    t->nodes[i].metrics.RecordQuery(QueryKind::kFanout, OutcomeOf(results[i].result.status()),
-                                    results[i].result.status(), 0);
+    results[i].result = NotStartedInTime(t->nodes[i]);
   }
 
   if (options.fail_on_any_error) {

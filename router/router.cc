@@ -39,9 +39,9 @@ std::string_view Msg(const absl::Status& s) {
   return std::string_view(m.data(), m.size());
 }
 
-// How often pools are topped up to pool_min and pruned of connections past max_lifetime.
 // How often the pools are maintained: idle connections refilled, and an open breaker's node
-// probed once its cool-down is over (a node heals within breaker_open_for plus this).
+// probed once its cool-down is over (a node heals within breaker_open_for plus this), idle
+// connections past max_lifetime closed.
 constexpr std::chrono::milliseconds kMaintainEvery{500};
 // While waiting for a map that moves a fenced range: how often to re-read the source, and how
 // recent another thread's refresh may be to be reused instead.
@@ -123,6 +123,9 @@ absl::Status RouterImpl::CheckOptions(const RouterOptions& o) {
   if (o.fence_retries < 0) return bad("fence_retries must be >= 0");
   if (o.worker_id < -1 || o.worker_id > kMaxWorkerId) {
     return bad(fmt::format("worker_id {} is outside -1..{}", o.worker_id, kMaxWorkerId));
+  }
+  if (o.worker_id_lease > std::chrono::hours(24)) {
+    return bad(fmt::format("worker_id_lease ({} ms) must be at most 24 h", o.worker_id_lease.count()));
   }
   if (o.worker_id_lease < 3 * o.heartbeat_interval) {
     return bad(fmt::format("worker_id_lease ({} ms) must be at least 3 heartbeat_intervals ({} ms)",
