@@ -96,24 +96,23 @@ absl::Status RouterRegistry::Connect() {
   return absl::OkStatus();
 }
 
+absl::Status RouterRegistry::WithSchemaHint(absl::Status status) const {
+  if (!absl::StrContains(status.message(), "lease_ms")) return status;
+  return absl::FailedPreconditionError(fmt::format(
+      "catalog {}: its schema predates worker-id leases (no shardline.routers.lease_ms): run "
+      "`shardline catalog init --catalog DSN` with this version to upgrade it ({})",
+      DsnWithoutPassword(dsn_), Msg(status)));
+}
+
 absl::Status RouterRegistry::Insert(int worker_id, std::int64_t map_version) {
   auto del = conn_->Exec(kDeleteExpired, {});
-  if (!del.ok()) return del.status();
+  if (!del.ok()) return WithSchemaHint(del.status());
   // Before the insert: the row's last_heartbeat (the server's now()) is not earlier.
   const auto sent = std::chrono::steady_clock::now();
   auto ins = conn_->Exec(kInsert, {router_id_, host_, std::to_string(pid_),
                                    std::to_string(map_version), std::to_string(worker_id),
                                    std::to_string(lease_->lease_duration().count())});
-  if (!ins.ok()) {
-    absl::Status s = ins.status();
-    if (absl::StrContains(s.message(), "lease_ms")) {
-      return absl::FailedPreconditionError(fmt::format(
-          "catalog {}: its schema predates worker-id leases (no shardline.routers.lease_ms): "
-          "run `shardline catalog init --catalog DSN` with this version to upgrade it ({})",
-          DsnWithoutPassword(dsn_), Msg(s)));
-    }
-    return s;
-  }
+  if (!ins.ok()) return WithSchemaHint(ins.status());
   if (ins->rows() == 1) {
     worker_id_ = static_cast<int>(ins->Int64Or0(0, 0));
     lease_->Renew(worker_id_, sent);

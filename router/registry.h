@@ -60,6 +60,9 @@ class RouterRegistry {
   // Deletes expired rows and inserts ours with `worker_id` (>= 0) or the lowest free id (-1);
   // renews the lease on success.
   absl::Status Insert(int worker_id, std::int64_t map_version);
+  // A catalog error about the missing lease_ms column as a FailedPrecondition saying to run
+  // `shardline catalog init`; other errors unchanged.
+  absl::Status WithSchemaHint(absl::Status status) const;
   void Failed(const absl::Status& status);
 
   const std::string dsn_;

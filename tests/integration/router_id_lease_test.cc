@@ -10,6 +10,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "catalog.h"
 #include "router_test_util.h"
 #include "status_matchers.h"
 #include "shardline/id_gen.h"
@@ -123,6 +124,50 @@ TEST_F(RouterFixture, RouterCutOffFromTheCatalogStopsIdsAtTheEndOfItsLeaseAndRes
                                             "worker_id IN ({}, {})",
                                             w, a_worker)),
             2);
+}
+
+TEST_F(RouterFixture, CatalogWithoutLeasesSaysRunCatalogInitAndOldRoutersRowsHoldIdsSixtySeconds) {
+  const std::string control = scratch_->control_dsn();
+  auto catalog = migrate::Catalog::Create(control);
+  ASSERT_TRUE(catalog.ok()) << catalog.status();
+  ASSERT_TRUE((*catalog)->Init().ok());
+  ASSERT_TRUE((*catalog)->Publish(Config(1, 8), "v1", {}).ok());
+  RouterOptions opts = Options();
+  opts.map_file.clear();
+  opts.catalog_dsn = control;
+  auto exec = [&](const std::string& sql) {
+    auto r = testing::ConnectOrDie(control)->Exec(sql);
+    ASSERT_TRUE(r.ok()) << sql << ": " << r.status();
+  };
+
+  // A catalog of schema 2 (before leases): the router says what to run.
+  exec("ALTER TABLE shardline.routers DROP COLUMN lease_ms");
+  exec("UPDATE shardline.schema_version SET version = 2");
+  EXPECT_THAT(Router::Create(opts).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("its schema predates worker-id leases (no "
+                                 "shardline.routers.lease_ms): run `shardline catalog init")));
+  absl::StatusOr<bool> upgraded = (*catalog)->Init();
+  ASSERT_TRUE(upgraded.ok()) << upgraded.status();
+  EXPECT_EQ(CountOnDsn(control, "SELECT version FROM shardline.schema_version"), 3);
+
+  // Rows of routers older than leases (no lease_ms) keep their ids for 60 s of silence.
+  exec("INSERT INTO shardline.routers (router_id, host, pid, worker_id, last_heartbeat) "
+       "VALUES ('old-live', 'h', 1, 5, now() - interval '50 seconds'), "
+       "       ('old-gone', 'h', 2, 6, now() - interval '61 seconds')");
+  opts.worker_id = 5;
+  EXPECT_THAT(Router::Create(opts).status(),
+              StatusIs(absl::StatusCode::kAlreadyExists,
+                       HasSubstr("worker id 5 is already used by live router old-live")));
+  opts.worker_id = 6;
+  auto router = MakeRouter(opts);
+  ASSERT_NE(router, nullptr);
+  absl::StatusOr<std::int64_t> id = router->NextId();
+  ASSERT_TRUE(id.ok()) << id.status();
+  EXPECT_EQ(DecodeId(*id).worker_id, 6);
+  EXPECT_EQ(CountOnDsn(control, "SELECT count(*) FROM shardline.routers WHERE router_id = "
+                                "'old-gone'"),
+            0);
 }
 
 TEST_F(RouterFixture, LeaseShorterThanThreeHeartbeatsIsRefused) {
