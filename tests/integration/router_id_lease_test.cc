@@ -128,13 +128,9 @@ TEST_F(RouterFixture, RouterCutOffFromTheCatalogStopsIdsAtTheEndOfItsLeaseAndRes
 
 TEST_F(RouterFixture, CatalogWithoutLeasesSaysRunCatalogInitAndOldRoutersRowsHoldIdsSixtySeconds) {
   const std::string control = scratch_->control_dsn();
-  auto catalog = migrate::Catalog::Create(control);
-  ASSERT_TRUE(catalog.ok()) << catalog.status();
-  ASSERT_TRUE((*catalog)->Init().ok());
-  ASSERT_TRUE((*catalog)->Publish(Config(1, 8), "v1", {}).ok());
-  RouterOptions opts = Options();
-  opts.map_file.clear();
-  opts.catalog_dsn = control;
+  std::unique_ptr<migrate::Catalog> catalog;
+  RouterOptions opts;
+  ASSERT_NO_FATAL_FAILURE(InitCatalog(&catalog, &opts));
   auto exec = [&](const std::string& sql) {
     auto r = testing::ConnectOrDie(control)->Exec(sql);
     ASSERT_TRUE(r.ok()) << sql << ": " << r.status();
@@ -147,7 +143,7 @@ TEST_F(RouterFixture, CatalogWithoutLeasesSaysRunCatalogInitAndOldRoutersRowsHol
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        HasSubstr("its schema predates worker-id leases (no "
                                  "shardline.routers.lease_ms): run `shardline catalog init")));
-  absl::StatusOr<bool> upgraded = (*catalog)->Init();
+  absl::StatusOr<bool> upgraded = catalog->Init();
   ASSERT_TRUE(upgraded.ok()) << upgraded.status();
   EXPECT_EQ(CountOnDsn(control, "SELECT version FROM shardline.schema_version"), 3);
 

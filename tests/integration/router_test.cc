@@ -348,14 +348,9 @@ TEST_F(RouterFixture, InvalidMapOnReloadIsRefusedLoggedAndTheOldOneStays) {
 
 TEST_F(RouterFixture, FollowsTheCatalogThroughNotifyAndPollingAndReportsItInTheRegistry) {
   const std::string control = scratch_->control_dsn();
-  auto catalog = migrate::Catalog::Create(control);
-  ASSERT_TRUE(catalog.ok()) << catalog.status();
-  ASSERT_TRUE((*catalog)->Init().ok());
-  ASSERT_TRUE((*catalog)->Publish(Config(1, 8), "v1", {}).ok());
-
-  RouterOptions opts = Options();
-  opts.map_file.clear();
-  opts.catalog_dsn = control;
+  std::unique_ptr<migrate::Catalog> catalog;
+  RouterOptions opts;
+  ASSERT_NO_FATAL_FAILURE(InitCatalog(&catalog, &opts));
   opts.map_poll_interval = std::chrono::hours(1);  // only LISTEN/NOTIFY can wake it
   opts.heartbeat_interval = 50ms;
   auto router = MakeRouter(opts);
@@ -374,7 +369,7 @@ TEST_F(RouterFixture, FollowsTheCatalogThroughNotifyAndPollingAndReportsItInTheR
   EXPECT_EQ(registry("worker_id"), DecodeId(*id).worker_id);
 
   // Publish: the NOTIFY wakes the router, which applies the version and reports it.
-  ASSERT_TRUE((*catalog)->Publish(Config(2, 8, 4, /*rotate=*/1), "v2", {}).ok());
+  ASSERT_TRUE(catalog->Publish(Config(2, 8, 4, /*rotate=*/1), "v2", {}).ok());
   ASSERT_TRUE(WaitFor([&] { return router->map_version() == 2; }, 20s))
       << "the router did not apply version 2 (still " << router->map_version() << ")";
   EXPECT_EQ(router->Locate(1)->map_version, 2);
@@ -395,13 +390,8 @@ TEST_F(RouterFixture, FollowsTheCatalogThroughNotifyAndPollingAndReportsItInTheR
 
 TEST_F(RouterFixture, CatalogPollingFindsAVersionPublishedWithoutNotifyAndRefusesABadOne) {
   const std::string control = scratch_->control_dsn();
-  auto catalog = migrate::Catalog::Create(control);
-  ASSERT_TRUE(catalog.ok()) << catalog.status();
-  ASSERT_TRUE((*catalog)->Init().ok());
-  ASSERT_TRUE((*catalog)->Publish(Config(1, 8), "v1", {}).ok());
-  RouterOptions opts = Options();
-  opts.map_file.clear();
-  opts.catalog_dsn = control;
+  RouterOptions opts;
+  ASSERT_NO_FATAL_FAILURE(InitCatalog(nullptr, &opts));
   opts.map_poll_interval = 20ms;
   opts.register_in_catalog = false;
   auto router = MakeRouter(opts);

@@ -156,13 +156,21 @@ class RouterFixture : public ::testing::Test {
     auto started = testing::TcpProxy::StartFor(control);
     ASSERT_TRUE(started.ok()) << started.status();
     *proxy = std::move(*started);
-    auto catalog = migrate::Catalog::Create(control);
-    ASSERT_TRUE(catalog.ok()) << catalog.status();
-    ASSERT_TRUE((*catalog)->Init().ok());
-    ASSERT_TRUE((*catalog)->Publish(Config(1, 8), "v1", {}).ok());
+    ASSERT_NO_FATAL_FAILURE(InitCatalog(nullptr, opts));
+    opts->catalog_dsn = (*proxy)->RedirectDsn(control);
+  }
+  // Initialises the scratch catalog and publishes Config(1, 8) as version 1; *opts are
+  // Options() following that catalog directly. The catalog handle goes to *catalog (if given).
+  void InitCatalog(std::unique_ptr<migrate::Catalog>* catalog, RouterOptions* opts) {
+    const std::string control = scratch_->control_dsn();
+    auto created = migrate::Catalog::Create(control);
+    ASSERT_TRUE(created.ok()) << created.status();
+    ASSERT_TRUE((*created)->Init().ok());
+    ASSERT_TRUE((*created)->Publish(Config(1, 8), "v1", {}).ok());
     *opts = Options();
     opts->map_file.clear();
-    opts->catalog_dsn = (*proxy)->RedirectDsn(control);
+    opts->catalog_dsn = control;
+    if (catalog != nullptr) *catalog = std::move(*created);
   }
 
   RouterOptions Options() {
