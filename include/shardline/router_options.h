@@ -67,6 +67,7 @@ struct RouterOptions {
   // checkout, sending and waiting for the result. On expiry the connection is closed (the
   // server cancels the statement when it notices, within client_connection_check_interval =
   // 1 s, set on every connection) and the call fails with DeadlineExceeded naming the node.
+  // Kept to within 10 ms (one thread per process watches every waiting call's deadline).
   // Must be > 0. Default 5 s.
   milliseconds call_timeout = kDefaultCallTimeout;
   // statement_timeout set on every connection; 0 = server default. Default 0.
