@@ -15,7 +15,9 @@ DeadlineWatch::Registration::Registration(DeadlineWatch* watch, int fd, TimePoin
   watch_->Link(this);
 }
 
-DeadlineWatch::Registration::~Registration() { watch_->Unlink(this); }
+DeadlineWatch::Registration::~Registration() { Finish(); }
+
+bool DeadlineWatch::Registration::Finish() { return watch_->Unlink(this); }
 
 bool DeadlineWatch::Registration::fired() const {
   MutexLock lock(&watch_->mu_);
@@ -48,14 +50,17 @@ void DeadlineWatch::Link(Registration* r) {
     r->next_ = head_;
     if (head_ != nullptr) head_->prev_ = r;
     head_ = r;
+    r->linked_ = true;
     wake = idle_;
     idle_ = false;
   }
   if (wake) cv_.Signal();
 }
 
-void DeadlineWatch::Unlink(Registration* r) {
+bool DeadlineWatch::Unlink(Registration* r) {
   MutexLock lock(&mu_);
+  if (!r->linked_) return r->fired_;
+  r->linked_ = false;
   if (r->prev_ != nullptr) {
     r->prev_->next_ = r->next_;
   } else {
@@ -63,6 +68,7 @@ void DeadlineWatch::Unlink(Registration* r) {
   }
   if (r->next_ != nullptr) r->next_->prev_ = r->prev_;
   r->prev_ = r->next_ = nullptr;
+  return r->fired_;
 }
 
 int DeadlineWatch::ScanOnce(TimePoint now) {

@@ -36,13 +36,18 @@ class DeadlineWatch {
     Registration& operator=(const Registration&) = delete;
     // The watcher shut the socket down: the deadline passed.
     bool fired() const;
+    // Unlinks now (the watcher no longer touches the socket) and returns fired(). Idempotent;
+    // the destructor does it too. Call it before deciding whether the connection is reusable:
+    // a fire between a fired() check and the unlink would go unnoticed.
+    bool Finish();
 
    private:
     friend class DeadlineWatch;
     DeadlineWatch* const watch_;
     const int fd_;
     const TimePoint deadline_;
-    bool fired_ = false;  // guarded by watch_->mu_
+    bool fired_ = false;   // guarded by watch_->mu_
+    bool linked_ = false;  // guarded by watch_->mu_
     Registration* prev_ = nullptr;
     Registration* next_ = nullptr;
   };
@@ -63,7 +68,7 @@ class DeadlineWatch {
 
  private:
   void Link(Registration* r) ABSL_LOCKS_EXCLUDED(mu_);
-  void Unlink(Registration* r) ABSL_LOCKS_EXCLUDED(mu_);
+  bool Unlink(Registration* r) ABSL_LOCKS_EXCLUDED(mu_);  // returns fired_
   int ScanLocked(TimePoint now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Run() ABSL_LOCKS_EXCLUDED(mu_);
 

@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -110,6 +109,9 @@ Result MakeResult(pg::ResultPtr res, const std::string& node) {
 struct Awaited {
   pg::ResultPtr res;       // the first failed result, else the last one (null: see flags)
   bool timed_out = false;  // the deadline passed first (the query is still in flight)
+  // The watcher shut the socket down just as the answer completed: the result stands, but the
+  // connection is dead and must not go back to the pool.
+  bool socket_shut = false;
 };
 
 // Waits for every result of the query just sent on `conn` (non-blocking mode), until
@@ -118,10 +120,20 @@ struct Awaited {
 // deadline watcher (deadline_watch.h) shuts the socket down when the deadline passes, which
 // wakes it (a kernel timer per poll cost 1.4 points of the router benchmark). A connection that
 // fails yields libpq's error result (status BAD).
+Awaited AwaitResultsWatched(PGconn* conn, TimePoint deadline,
+                            const DeadlineWatch::Registration* watch);
+
 Awaited AwaitResults(PGconn* conn, TimePoint deadline) {
+  if (deadline == TimePoint::max()) return AwaitResultsWatched(conn, deadline, nullptr);
+  DeadlineWatch::Registration watch(&DeadlineWatch::Global(), PQsocket(conn), deadline);
+  Awaited out = AwaitResultsWatched(conn, deadline, &watch);
+  if (watch.Finish() && !out.timed_out) out.socket_shut = true;
+  return out;
+}
+
+Awaited AwaitResultsWatched(PGconn* conn, TimePoint deadline,
+                            const DeadlineWatch::Registration* watch) {
   Awaited out;
-  std::optional<DeadlineWatch::Registration> watch;
-  if (deadline != TimePoint::max()) watch.emplace(&DeadlineWatch::Global(), PQsocket(conn), deadline);
   for (;;) {
     for (;;) {
       const int flushed = PQflush(conn);
@@ -201,6 +213,7 @@ pg::ResultPtr SendAndAwait(Lease& lease, SendFn send, std::string_view what,
     *status = TimedOut(lease, what);
     return nullptr;
   }
+  if (a.socket_shut) lease.MarkBroken();
   if (a.res != nullptr && PQstatus(conn) == CONNECTION_OK) lease.MarkAnswered();
   return std::move(a.res);
 }

@@ -62,6 +62,19 @@ TEST(DeadlineWatchTest, AnUnlinkedRegistrationIsNeverTouched) {
   EXPECT_EQ(::recv(s.mine(), &c, 1, 0), 1);
 }
 
+TEST(DeadlineWatchTest, FinishUnlinksAndSaysWhetherItFired) {
+  DeadlineWatch watch(/*start_thread=*/false);
+  SocketPair s;
+  const auto t0 = Clock::now();
+  DeadlineWatch::Registration fired(&watch, s.mine(), t0);
+  DeadlineWatch::Registration kept(&watch, s.peer(), t0 + milliseconds(100));
+  EXPECT_EQ(watch.ScanOnce(t0), 1);
+  EXPECT_TRUE(fired.Finish());
+  EXPECT_TRUE(fired.Finish());  // idempotent
+  EXPECT_FALSE(kept.Finish());
+  EXPECT_EQ(watch.ScanOnce(t0 + milliseconds(1000)), 0);  // finished: never touched again
+}
+
 TEST(DeadlineWatchTest, TheThreadWakesAPollWithoutATimeout) {
   DeadlineWatch watch(/*start_thread=*/true, milliseconds(5));
   SocketPair s;
