@@ -15,7 +15,11 @@ DeadlineWatch::Registration::Registration(DeadlineWatch* watch, int fd, TimePoin
   watch_->Link(this);
 }
 
-DeadlineWatch::Registration::~Registration() { Finish(); }
+DeadlineWatch::Registration::~Registration() {
+  // linked_ is written only by this registration's own thread (under the mutex, for the
+  // watcher's scan), so this thread may read it without the lock: no third lock per call.
+  if (linked_) Finish();
+}
 
 bool DeadlineWatch::Registration::Finish() { return watch_->Unlink(this); }
 

@@ -47,7 +47,7 @@ class DeadlineWatch {
     const int fd_;
     const TimePoint deadline_;
     bool fired_ = false;   // guarded by watch_->mu_
-    bool linked_ = false;  // guarded by watch_->mu_
+    bool linked_ = false;  // written by the owning thread only, under watch_->mu_
     Registration* prev_ = nullptr;
     Registration* next_ = nullptr;
   };
