@@ -298,7 +298,7 @@ const ClusterInfo& Cluster() {
                    "Run them through ctest (the `devcluster` fixture starts the cluster), e.g.\n"
                    "  ctest --test-dir build -L integration\n"
                    "or start it yourself and point the tests at it:\n"
-                   "  tools/devcluster start --dir build/devcluster --base-port 56432\n"
+                   "  tools/devcluster start --dir build/devcluster --base-port 20432\n"
                    "  SHARDLINE_DEVCLUSTER_DIR=build/devcluster <test binary>\n",
                    error.c_str());
       std::fflush(stderr);
