@@ -29,8 +29,8 @@ bool DeadlineWatch::Registration::fired() const {
 }
 
 DeadlineWatch& DeadlineWatch::Global() {
-  static DeadlineWatch* watch = new DeadlineWatch(/*start_thread=*/true);  // never destroyed:
-  // calls may still wait during static destruction at exit
+  // Never destroyed: calls may still wait on it during static destruction at exit.
+  static DeadlineWatch* watch = new DeadlineWatch(/*start_thread=*/true);
   return *watch;
 }
 

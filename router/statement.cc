@@ -149,7 +149,10 @@ Awaited AwaitResultsWatched(PGconn* conn, TimePoint deadline,
       if (pfd.fd < 0) break;
       pfd.events = static_cast<short>(POLLIN | (flushed == 1 ? POLLOUT : 0));
       const int rc = ::poll(&pfd, 1, -1);
-      if (watch && watch->fired()) {  // the socket was shut down at the deadline
+      // A socket shut down by the watcher polls as hung up; only then is it worth asking the
+      // watcher (a lock). A normal answer (POLLIN alone) skips it: the hot path takes the
+      // watcher's lock twice per call, to link and to finish.
+      if (watch && rc > 0 && (pfd.revents & (POLLHUP | POLLERR)) != 0 && watch->fired()) {
         out.timed_out = true;
         return out;
       }
