@@ -107,6 +107,15 @@ std::string NextAction(const MigrationState& st) {
       case WaveStep::kVerified:
         return fmt::format("`advance --migration {}` switches wave {}'s reads", id, w.wave);
       case WaveStep::kReadsSwitched:
+        if (!w.fenced_at.empty()) {
+          // A write window that was not closed: published or not, the command was cut off
+          // (killed, or the catalog lost) before it could record or revert it.
+          return fmt::format(
+              "wave {0}'s switch of writes was interrupted: its sources have refused writes to "
+              "the wave's ranges since {1}; `advance --migration {2}` finishes the switch (if "
+              "the owner map was published) or reverts it",
+              w.wave, w.fenced_at, id);
+        }
         return fmt::format(
             "`advance --migration {}` switches wave {}'s writes (fence, "
             "catch-up, publish, reverse replication)",

@@ -237,7 +237,17 @@ absl::Status RevertWindow(RolloutContext& ctx, int w, const std::vector<Pair>& p
   // Never once a map giving a target these ranges is current (a publish that failed after it
   // committed): the targets take writes then, and only going on is safe.
   auto current = ctx.LoadCurrentMap();
-  if (!current.ok()) return why;
+  if (!current.ok()) {
+    // Whether the owner map was published cannot be known without the catalog: reverting
+    // then could drop the writes a target took. The sources stay fenced; say so.
+    return absl::Status(
+        why.code(),
+        fmt::format("wave {}: the write window failed ({}) and the catalog cannot be read to "
+                    "tell whether the owner map was published ({}): the sources still refuse "
+                    "writes to the wave's ranges. Run `rollout advance` again once the catalog "
+                    "answers: it finishes the switch or reverts it",
+                    w, std::string(why.message()), std::string(current.status().message())));
+  }
   for (const Pair& p : pairs) {
     for (const auto& [lo, hi] : p.ranges) {
       if (current->map->RangeFor(lo).node == p.target) {

@@ -275,6 +275,8 @@ BEGIN
   END IF;
   SELECT c.relname, n.nspname || '.' || c.relname INTO bare, qualified
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl;
+  -- Our own re-install drops and re-creates the triggers: not a DDL to refuse.
+  PERFORM pg_catalog.set_config('shardline.allow_ddl', 'on', true);
   EXECUTE format($body$
     CREATE OR REPLACE FUNCTION shardline.%1$I() RETURNS trigger LANGUAGE plpgsql AS $f$
     DECLARE
@@ -313,6 +315,7 @@ BEGIN
   EXECUTE format('CREATE TRIGGER shardline_fence_stmt BEFORE INSERT OR UPDATE OR DELETE OR '
                  'TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION shardline.fence_statement()',
                  tbl);
+  PERFORM pg_catalog.set_config('shardline.allow_ddl', '', true);
 END
 $fn$;
 
@@ -349,6 +352,7 @@ $fn$;
 CREATE OR REPLACE FUNCTION shardline.remove_fence(tbl regclass) RETURNS void
 LANGUAGE plpgsql AS $fn$
 BEGIN
+  PERFORM pg_catalog.set_config('shardline.allow_ddl', 'on', true);
   IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'shardline_fence') THEN
     EXECUTE format('DROP TRIGGER shardline_fence ON %s', tbl);
   END IF;
@@ -356,5 +360,72 @@ BEGIN
     EXECUTE format('DROP TRIGGER shardline_fence_stmt ON %s', tbl);
   END IF;
   EXECUTE format('DROP FUNCTION IF EXISTS shardline.%I()', 'fence_' || tbl::oid);
+  PERFORM pg_catalog.set_config('shardline.allow_ddl', '', true);
 END
 $fn$;
+
+-- DDL that would take a table with marks out of the fence or out of a move's replication is
+-- refused at the end of the command (which rolls it back): dropping or renaming the table away
+-- (a table swap leaves a new table without the fence and outside the publication), dropping or
+-- disabling its fence triggers, or dropping it from a shardline publication while a range of it
+-- is moving. Logical replication carries no DDL, so such a change would silently stop the move
+-- of that table, or let a router on an old map write where nobody reads. The rollout's own
+-- re-install of the triggers sets shardline.allow_ddl for its transaction.
+CREATE OR REPLACE FUNCTION shardline.check_ddl() RETURNS event_trigger
+LANGUAGE plpgsql AS $fn$
+DECLARE
+  m record;
+  rel regclass;
+  how text := 'Run it once no range of the table is moving or marked on this node (see '
+              'shardline.fenced_ranges and `shardline rollout status`); to drop a table that '
+              'was moved away for good, delete its marks first.';
+BEGIN
+  IF pg_catalog.current_setting('shardline.allow_ddl', true) = 'on' THEN
+    RETURN;
+  END IF;
+  FOR m IN SELECT fr.table_name, bool_or(fr.mode = 'moving') AS moving
+           FROM shardline.fenced_ranges fr GROUP BY fr.table_name LOOP
+    rel := pg_catalog.to_regclass(m.table_name);
+    IF rel IS NULL THEN
+      RAISE EXCEPTION USING
+        ERRCODE = 'SLF01',
+        MESSAGE = pg_catalog.format('%s refused: table %s has ranges moving or moved away from '
+                                    'this node and would no longer exist under its name', TG_TAG,
+                                    m.table_name),
+        HINT = how;
+    END IF;
+    IF (SELECT count(*) FROM pg_catalog.pg_trigger t
+        WHERE t.tgrelid = rel AND t.tgname IN ('shardline_fence', 'shardline_fence_stmt')
+          AND t.tgenabled <> 'D') < 2 THEN
+      RAISE EXCEPTION USING
+        ERRCODE = 'SLF01',
+        MESSAGE = pg_catalog.format('%s refused: table %s would lose its shardline fence '
+                                    'triggers while ranges of it are moving or moved away',
+                                    TG_TAG, m.table_name),
+        HINT = how;
+    END IF;
+    IF m.moving AND EXISTS (
+        SELECT 1 FROM pg_catalog.pg_publication p
+        WHERE p.pubname LIKE 'shardline\_m%'
+          AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication_rel pr
+                          WHERE pr.prpubid = p.oid AND pr.prrelid = rel)) THEN
+      RAISE EXCEPTION USING
+        ERRCODE = 'SLF01',
+        MESSAGE = pg_catalog.format('%s refused: table %s would leave the publication of a '
+                                    'move in progress', TG_TAG, m.table_name),
+        HINT = how;
+    END IF;
+  END LOOP;
+END
+$fn$;
+DO $do$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'shardline_check_ddl') THEN
+    -- Only the commands that can drop, rename, detach or disable what a move relies on.
+    CREATE EVENT TRIGGER shardline_check_ddl ON ddl_command_end
+      WHEN TAG IN ('ALTER TABLE', 'DROP TABLE', 'ALTER TRIGGER', 'DROP TRIGGER',
+                   'ALTER PUBLICATION', 'ALTER SCHEMA', 'DROP SCHEMA')
+      EXECUTE FUNCTION shardline.check_ddl();
+  END IF;
+END
+$do$;

@@ -279,5 +279,66 @@ TEST_F(StaleWriterTest, PreparedTransactionInAMovingRangeHoldsTheSwitchAndIsName
       << "the prepared transaction's write did not reach the new owner";
 }
 
+// Logical replication carries no DDL: a table swap, a dropped or disabled fence trigger, or a
+// table dropped from the move's publication would silently stop the move of that table or let
+// a router on an old map write where nobody reads. The node's event trigger refuses them (the
+// DDL is rolled back) while the table has marks; TRUNCATE of a marked table is refused by the
+// statement trigger; harmless DDL goes through; the move then completes with nothing lost.
+TEST_F(StaleWriterTest, DdlThatWouldTakeAMovingTableOutOfTheFenceOrTheMoveIsRefused) {
+  Writer writer(db_->control_dsn(), 21);
+  writer.Start();
+  Cli({"rollout", "start", "--plan", plan_, "--waves", "100%"}, 0);
+  ASSERT_NO_FATAL_FAILURE(RunUntil(1, "catching_up"));
+  const std::string pub = ConnectOrDie(db_->node_dsn(0))
+                              ->Exec("SELECT pubname FROM pg_publication WHERE pubname LIKE "
+                                     "'shardline%' LIMIT 1")
+                              ->String(0, 0);
+  ASSERT_FALSE(pub.empty());
+  auto expect_refused = [&](const std::string& ddl, const std::string& why) {
+    auto c = ConnectOrDie(db_->node_dsn(0));
+    auto r = c->Exec(ddl);
+    ASSERT_FALSE(r.ok()) << ddl << " was accepted on a node with a moving range";
+    EXPECT_EQ(SqlStateOf(r.status()).value_or(""), kFencedSqlState) << r.status();
+    EXPECT_THAT(std::string(r.status().message()), HasSubstr(why)) << ddl;
+  };
+  Exec(0, "CREATE TABLE users_new (LIKE users INCLUDING ALL)");
+  expect_refused("ALTER TABLE users RENAME TO users_old", "would no longer exist");
+  expect_refused("DROP TABLE users", "would no longer exist");
+  expect_refused("DROP TRIGGER shardline_fence ON users", "would lose its shardline fence");
+  expect_refused("ALTER TABLE users DISABLE TRIGGER shardline_fence_stmt",
+                 "would lose its shardline fence");
+  expect_refused(fmt::format("ALTER PUBLICATION {} DROP TABLE users", pub),
+                 "would leave the publication");
+  expect_refused("TRUNCATE users", "TRUNCATE of public.users refused");
+  // Harmless DDL on the same table goes through.
+  Exec(0, "CREATE INDEX users_v_idx ON users (v)");
+  EXPECT_EQ(Count(0, "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'users'::regclass AND "
+                     "tgname LIKE 'shardline_fence%' AND tgenabled <> 'D'"),
+            2);
+  ASSERT_NO_FATAL_FAILURE(RunUntil(1, "cleaned"));
+  writer.Stop();
+  EXPECT_THAT(writer.Errors(), ::testing::IsEmpty());
+  ExpectWritesOnOwners(writer.Acked(), /*exclusive=*/true);
+}
+
+// A switch of writes cut off inside its window (killed here; a lost catalog leaves the same
+// state) leaves the sources refusing writes to the wave's ranges: `status` says so, since when,
+// and what ends it, and that command does.
+TEST_F(StaleWriterTest, AnInterruptedWriteWindowIsNamedByStatusAndEndedByAdvance) {
+  Cli({"rollout", "start", "--plan", plan_, "--waves", "100%"}, 0);
+  ASSERT_NO_FATAL_FAILURE(RunUntil(1, "reads_switched"));
+  CommandResult killed = Cli({"rollout", "advance", "--migration", "1"}, -1,
+                             {{"SHARDLINE_ROLLOUT_KILL_AT", "writes:fenced"}});
+  EXPECT_NE(killed.exit_code, 0);
+  Json st = Status();
+  ASSERT_EQ(st[0]["waves"][0]["step"], "reads_switched");
+  const std::string next = st[0]["next"];
+  EXPECT_THAT(next, HasSubstr("wave 1's switch of writes was interrupted: its sources have "
+                              "refused writes"));
+  EXPECT_THAT(next, HasSubstr("`advance --migration 1` finishes the switch"));
+  Cli({"rollout", "advance", "--migration", "1"}, 0);
+  EXPECT_EQ(Status()[0]["waves"][0]["step"], "writes_switched");
+}
+
 }  // namespace
 }  // namespace shardline::testing

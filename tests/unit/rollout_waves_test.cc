@@ -178,6 +178,16 @@ TEST(NextAction, NamesTheNextStepOfTheCurrentWave) {
   EXPECT_THAT(NextAction(done), HasSubstr("nothing: migration 4 is aborted"));
 }
 
+TEST(NextAction, NamesAnInterruptedWriteWindowAndHowToEndIt) {
+  MigrationState st = StateWithSteps({WaveStep::kReadsSwitched}, true);
+  EXPECT_THAT(NextAction(st), HasSubstr("switches wave 1's writes"));
+  st.waves[0].fenced_at = "2026-12-08 01:02:03+00";
+  EXPECT_THAT(NextAction(st), HasSubstr("wave 1's switch of writes was interrupted: its sources "
+                                        "have refused writes to the wave's ranges since "
+                                        "2026-12-08 01:02:03+00"));
+  EXPECT_THAT(NextAction(st), HasSubstr("`advance --migration 4` finishes the switch"));
+}
+
 TEST(NextAction, WaitsForThePreviousWavesSoak) {
   MigrationState st = StateWithSteps({WaveStep::kWritesSwitched, WaveStep::kPending}, true);
   st.waves[0].soak_over = false;
