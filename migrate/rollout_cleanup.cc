@@ -66,7 +66,9 @@ absl::Status Cleanup(RolloutContext& ctx) {
     // the nodes whatever its statement touches (an UPDATE of a deleted row would otherwise
     // affect 0 rows and be acknowledged).
     std::int64_t switched_at = 0;
-    for (const WaveRecord& w : ctx.state().waves) switched_at = std::max(switched_at, w.writes_version);
+    for (const WaveRecord& w : ctx.state().waves) {
+      switched_at = std::max(switched_at, w.writes_version);
+    }
     std::set<std::string> nodes;
     for (const RangeRecord& r : ctx.state().ranges) nodes.insert({r.source, r.target});
     if (auto s = ctx.RaiseMapEpochs(nodes, switched_at,
@@ -74,16 +76,20 @@ absl::Status Cleanup(RolloutContext& ctx) {
         !s.ok()) {
       return s;
     }
+    // What goes is decided by the map current now, after the wait for routers, not the one
+    // read before it (a publish in between could have given a range back to its source).
+    auto now = ctx.LoadCurrentMap();
+    if (!now.ok()) return now.status();
     std::map<std::pair<std::string, std::string>, HashRangeList> by_pair;
     for (const RangeRecord& r : ctx.state().ranges)
       by_pair[{r.source, r.target}].push_back({r.lo, r.hi});
     for (auto& [pair, ranges] : by_pair) {
       const auto& [source, target] = pair;
       // Only where the current map has the target hold them: those rows are copies.
-      const HashRangeList moved = PartsHeldBy(*current->map, CoalesceRanges(ranges), target);
+      const HashRangeList moved = PartsHeldBy(*now->map, CoalesceRanges(ranges), target);
       auto c = ctx.Node(source);
       if (!c.ok()) return c.status();
-      auto n = DeleteCopies(**c, *current->map, source, moved, ctx.options().delete_batch,
+      auto n = DeleteCopies(**c, *now->map, source, moved, ctx.options().delete_batch,
                             ctx.options().delete_rows_per_second);
       if (!n.ok()) return n.status();
       ctx.Log(fmt::format("deleted {} moved rows from node {}", *n, source));

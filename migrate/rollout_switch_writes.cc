@@ -214,6 +214,25 @@ void RaiseEpochs(RolloutContext& ctx, int w, const std::vector<Pair>& pairs,
   }
 }
 
+// A logical slot's position moved by pg_replication_slot_advance is written to disk only at
+// the next checkpoint: a target that crashed before one would restart its reverse slot from
+// where it was made, and send the rows forward replication applied back to their source
+// (duplicate keys stop the source's apply). A CHECKPOINT on each target, right after the
+// window, persists it. A failure is logged: the next regular checkpoint does the same.
+void PersistReverseSlots(RolloutContext& ctx, int w, const std::vector<Pair>& pairs) {
+  std::set<std::string> targets;
+  for (const Pair& p : pairs) targets.insert(p.target);
+  for (const std::string& t : targets) {
+    auto c = ctx.Node(t);
+    absl::Status s = c.ok() ? (*c)->Exec("CHECKPOINT").status() : c.status();
+    if (!s.ok()) {
+      ctx.Log(fmt::format("wave {}: warning: node {}: CHECKPOINT to persist the reverse slot "
+                          "failed ({}); the next checkpoint persists it",
+                          w, t, std::string(s.message())));
+    }
+  }
+}
+
 // The forward slots and publications are no longer needed: dropped now rather than keep WAL.
 absl::Status DropForward(RolloutContext& ctx, int w, const std::vector<Pair>& pairs) {
   for (const Pair& p : pairs) {
@@ -350,6 +369,7 @@ absl::Status SwitchWrites(RolloutContext& ctx, int w) {
   window.Lap("owner map published");
   ctx.Point("writes:published");
   RaiseEpochs(ctx, w, pairs, *version);
+  PersistReverseSlots(ctx, w, pairs);
   if (auto s = DropForward(ctx, w, pairs); !s.ok()) return s;
   return ReverseRunning(ctx, w, pairs);
 }
