@@ -1,5 +1,7 @@
 // The backfill engine: see backfill.h.
 #include "backfill.h"
+#include "status_text.h"
+#include "txn.h"
 
 #include <algorithm>
 #include <csignal>
@@ -22,12 +24,6 @@ using Clock = std::chrono::steady_clock;
 
 double SecondsSince(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-// Keeps the code, prefixes the message.
-absl::Status Annotate(const absl::Status& s, std::string_view prefix) {
-  if (s.ok()) return s;
-  return absl::Status(s.code(), fmt::format("{}: {}", prefix, std::string(s.message())));
 }
 
 // The binary COPY header (signature, flags, header extension length) and trailer.
@@ -201,12 +197,10 @@ absl::StatusOr<std::int64_t> ExecCount(pg::Conn& conn, const std::string& sql,
 // A transaction on the target that writes only the checkpoint.
 absl::Status CommitCheckpoint(pg::Conn& target, CheckpointStore& store, const BackfillJobKey& job,
                               const BackfillCheckpoint& cp) {
-  if (auto s = target.Exec("BEGIN").status(); !s.ok()) return s;
-  if (auto s = store.SaveInTargetTransaction(target, job, cp); !s.ok()) {
-    (void)target.Exec("ROLLBACK");
-    return s;
-  }
-  if (auto s = target.Exec("COMMIT").status(); !s.ok()) return s;
+  Txn txn(target);
+  if (auto s = txn.Begin(); !s.ok()) return s;
+  if (auto s = store.SaveInTargetTransaction(target, job, cp); !s.ok()) return s;
+  if (auto s = txn.Commit(); !s.ok()) return s;
   return store.SaveCommitted(job, cp);
 }
 
@@ -291,7 +285,8 @@ absl::StatusOr<TableBackfillResult> CopyTable(pg::Conn& target, const NodeConfig
     // The checkpoint goes first (in the same transaction when it lives on the target): a kill
     // between the two leaves rows without a checkpoint, which the next run refuses to copy over
     // (asking for --restart), never a checkpoint above rows that were deleted.
-    absl::Status s = target.Exec("BEGIN").status();
+    Txn txn(target);
+    absl::Status s = txn.Begin();
     if (s.ok()) s = store.Reset(t.job);
     std::int64_t deleted = 0;
     if (s.ok()) {
@@ -301,11 +296,8 @@ absl::StatusOr<TableBackfillResult> CopyTable(pg::Conn& target, const NodeConfig
       if (n.ok()) deleted = *n;
       s = n.status();
     }
-    if (s.ok()) s = target.Exec("COMMIT").status();
-    if (!s.ok()) {
-      (void)target.Exec("ROLLBACK");
-      return Annotate(s, where);
-    }
+    if (s.ok()) s = txn.Commit();
+    if (!s.ok()) return Annotate(s, where);
     res.deleted_on_restart = deleted;
   }
   auto cp = store.Load(t.job);
@@ -377,16 +369,16 @@ absl::StatusOr<TableBackfillResult> CopyTable(pg::Conn& target, const NodeConfig
       state.rows += b.rows;
       state.batches += 1;
       state.last_key = EncodeKey(b.last_key);
-      status = target.Exec("BEGIN").status();
+      Txn txn(target);
+      status = txn.Begin();
       if (status.ok()) status = CopyBatch(target, t, b);
       if (status.ok()) status = store.SaveInTargetTransaction(target, t.job, state);
       if (!status.ok()) {
-        (void)target.Exec("ROLLBACK");
         status = Annotate(status, fmt::format("{}, batch {}", where, n));
-        break;
+        break;  // the guard rolls back
       }
       KillForTest(o, KillPointForTest::kBeforeCommit, n);
-      status = target.Exec("COMMIT").status();
+      status = txn.Commit();
       if (status.ok()) {
         KillForTest(o, KillPointForTest::kAfterTargetCommit, n);
         status = store.SaveCommitted(t.job, state);

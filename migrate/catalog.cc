@@ -1,5 +1,6 @@
 // The control catalog, write side: see catalog.h. Reads are router/catalog_reader.h's.
 #include "catalog.h"
+#include "status_text.h"
 
 #include <pwd.h>
 #include <unistd.h>
@@ -22,11 +23,6 @@ namespace {
 constexpr std::int64_t kInitLockKey = 0x73686c6e63617431;
 
 // absl::Status::message() is Debian abseil's own string_view, which fmt cannot format.
-std::string_view Msg(const absl::Status& s) {
-  auto m = s.message();
-  return std::string_view(m.data(), m.size());
-}
-
 std::optional<std::string> OptionalText(const std::string& s) {
   if (s.empty()) return std::nullopt;
   return s;

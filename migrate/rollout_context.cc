@@ -1,5 +1,6 @@
 // The context of a rollout's phases: see rollout_context.h.
 #include "rollout_context.h"
+#include "status_text.h"
 
 #include <fmt/format.h>
 
@@ -16,8 +17,6 @@ namespace shardline::migrate {
 namespace {
 
 using Clock = RolloutClock;
-
-std::string Msg(const absl::Status& s) { return std::string(s.message()); }
 
 }  // namespace
 
@@ -46,19 +45,12 @@ absl::Status ExplainTimeout(const absl::Status& s, const RolloutOptions& o) {
   return out;
 }
 
-absl::Status WithContext(const absl::Status& s, std::string_view what) {
-  if (s.ok()) return s;
-  absl::Status out(s.code(), fmt::format("{}: {}", what, Msg(s)));
-  s.ForEachPayload([&](auto url, const absl::Cord& payload) { out.SetPayload(url, payload); });
-  return out;
-}
-
 absl::StatusOr<std::int64_t> DeleteCopies(pg::Conn& conn, const ShardMap& current,
                                           const std::string& node, const HashRangeList& ranges,
                                           std::int64_t batch, double rows_per_second) {
   if (ranges.empty()) return 0;
   if (auto r = conn.Exec("SET session_replication_role = replica"); !r.ok()) {
-    return WithContext(r.status(), fmt::format("node {}: bypassing the fence to delete moved "
+    return Annotate(r.status(), fmt::format("node {}: bypassing the fence to delete moved "
                                                "rows needs superuser",
                                                node));
   }

@@ -28,6 +28,7 @@
 #include "rollout.h"
 #include "rollout_node.h"
 #include "rollout_store.h"
+#include "status_text.h"
 
 namespace shardline::migrate {
 
@@ -42,9 +43,6 @@ using RolloutClock = std::chrono::steady_clock;
 
 // Milliseconds since `t`.
 double MsSince(RolloutClock::time_point t);
-
-// `s` with "what: " before its message (code and payloads kept).
-absl::Status WithContext(const absl::Status& s, std::string_view what);
 
 // `s` with what a timeout means and how to go on, when it is one: a lock wait past lock_timeout
 // (SQLSTATE 55P03) or a statement past statement_timeout (57014); `s` unchanged otherwise.

@@ -1,5 +1,6 @@
 // A rollout's operations on one data node: see rollout_node.h.
 #include "rollout_node.h"
+#include "status_text.h"
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -19,8 +20,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string Msg(const absl::Status& s) { return std::string(s.message()); }
-
 // '{1,2,3}' for a bigint[] parameter.
 std::string ArrayLiteral(const std::vector<std::int64_t>& values) {
   std::string out = "{";
@@ -29,13 +28,6 @@ std::string ArrayLiteral(const std::vector<std::int64_t>& values) {
     out += std::to_string(values[i]);
   }
   return out + "}";
-}
-
-absl::Status Prefixed(const absl::Status& s, std::string_view what) {
-  if (s.ok()) return s;
-  absl::Status out(s.code(), fmt::format("{}: {}", what, Msg(s)));
-  s.ForEachPayload([&](auto url, const absl::Cord& payload) { out.SetPayload(url, payload); });
-  return out;
 }
 
 absl::Status Exec(pg::Conn& conn, std::string_view sql, const pg::Params& params = {}) {
@@ -77,13 +69,13 @@ absl::Status InstallNodeObjects(pg::Conn& conn, const ShardMap& map) {
   if (reinstall) {
     // Two rollouts installing at once would race on CREATE SCHEMA: serialise them.
     if (auto s = Exec(conn, "SELECT pg_advisory_lock(hashtext('shardline node.sql'))"); !s.ok()) {
-      return Prefixed(s, fmt::format("node {}: waiting for another install of node.sql",
+      return Annotate(s, fmt::format("node {}: waiting for another install of node.sql",
                                      conn.node()));
     }
     absl::Status s = conn.ExecScript(kNodeSql);
     (void)Exec(conn, "SELECT pg_advisory_unlock(hashtext('shardline node.sql'))");
     if (!s.ok())
-      return Prefixed(s, fmt::format("node {}: installing schemas/node.sql", conn.node()));
+      return Annotate(s, fmt::format("node {}: installing schemas/node.sql", conn.node()));
   }
   for (const TableConfig& t : map.tables()) {
     if (t.reference) continue;
@@ -110,7 +102,7 @@ absl::Status InstallNodeObjects(pg::Conn& conn, const ShardMap& map) {
       if (s.ok() || SqlStateOf(s) != "55P03") break;
     }
     if (!s.ok()) {
-      return Prefixed(s, fmt::format("node {}: installing the fence trigger on {} (tried {} times "
+      return Annotate(s, fmt::format("node {}: installing the fence trigger on {} (tried {} times "
                                      "with lock_timeout {} ms; a long transaction holds the "
                                      "table: run the command again once it ends)",
                                      conn.node(), t.name, kTriggerLockAttempts,
@@ -143,7 +135,7 @@ absl::Status UpsertMarks(pg::Conn& conn, const ShardMap& map, const HashRangeLis
                       {t.name, ArrayLiteral(los), ArrayLiteral(his), reason,
                        std::string(fence ? "fence" : "moving"), std::to_string(lock_key)});
         !s.ok()) {
-      return Prefixed(s, fmt::format("node {}: marking ranges of {} as {}", conn.node(), t.name,
+      return Annotate(s, fmt::format("node {}: marking ranges of {} as {}", conn.node(), t.name,
                                      fence ? "fenced" : "moving"));
     }
   }
@@ -206,7 +198,7 @@ absl::StatusOr<int> LiftReturningFences(pg::Conn& conn, const ShardMap& map,
       auto r = conn.Exec("SELECT shardline.lift_fence($1, $2, $3, $4)",
                          {t.name, std::to_string(lo), std::to_string(hi), std::to_string(lock_key)});
       if (!r.ok()) {
-        return Prefixed(r.status(), fmt::format("node {}: lifting the fence of {} {}..{}",
+        return Annotate(r.status(), fmt::format("node {}: lifting the fence of {} {}..{}",
                                                 conn.node(), t.name, lo, hi));
       }
       n += static_cast<int>(r->Int64Or0(0, 0));
@@ -220,7 +212,7 @@ absl::Status UnmarkMigration(pg::Conn& conn, std::int64_t lock_key, const HashRa
   if (!exists.ok()) return exists.status();
   if (exists->Text(0, 0) != "t") return absl::OkStatus();
   const auto [los, his] = RangeArrays(ranges);
-  return Prefixed(Exec(conn,
+  return Annotate(Exec(conn,
                        "DELETE FROM shardline.fenced_ranges f WHERE f.lock_key = $1 AND EXISTS "
                        "(SELECT 1 FROM unnest($2::bigint[], $3::bigint[]) AS u(l, h) "
                        "WHERE f.lo >= u.l AND f.hi <= u.h)",
@@ -230,7 +222,7 @@ absl::Status UnmarkMigration(pg::Conn& conn, std::int64_t lock_key, const HashRa
 
 absl::Status UnfenceToMoving(pg::Conn& conn, std::int64_t lock_key, const HashRangeList& ranges) {
   const auto [los, his] = RangeArrays(ranges);
-  return Prefixed(Exec(conn,
+  return Annotate(Exec(conn,
                        "UPDATE shardline.fenced_ranges f SET mode = 'moving' WHERE f.lock_key = $1 "
                        "AND f.mode = 'fence' AND EXISTS (SELECT 1 FROM unnest($2::bigint[], "
                        "$3::bigint[]) AS u(l, h) WHERE f.lo >= u.l AND f.hi <= u.h)",
@@ -241,7 +233,7 @@ absl::Status UnfenceToMoving(pg::Conn& conn, std::int64_t lock_key, const HashRa
 absl::Status KeepAsFences(pg::Conn& conn, std::int64_t lock_key, const HashRangeList& ranges,
                           const std::string& reason) {
   const auto [los, his] = RangeArrays(ranges);
-  return Prefixed(Exec(conn,
+  return Annotate(Exec(conn,
                        "UPDATE shardline.fenced_ranges f SET mode = 'fence', reason = $4 "
                        "WHERE f.lock_key = $1 AND EXISTS (SELECT 1 FROM unnest($2::bigint[], "
                        "$3::bigint[]) AS u(l, h) WHERE f.lo >= u.l AND f.hi <= u.h)",
@@ -287,7 +279,7 @@ absl::Status RaiseMapEpoch(pg::Conn& conn, const ShardMap& map, std::int64_t ver
     if (auto s = Exec(conn, "SELECT shardline.raise_map_epoch($1, $2, $3)",
                       {t.name, std::to_string(version), reason});
         !s.ok()) {
-      return Prefixed(s, fmt::format("node {}: raising the map epoch of {} to version {}",
+      return Annotate(s, fmt::format("node {}: raising the map epoch of {} to version {}",
                                      conn.node(), t.name, version));
     }
   }
@@ -333,18 +325,15 @@ absl::Status ReleasePause(pg::Conn& conn, std::int64_t lock_key) {
 }
 
 absl::Status FlushWal(pg::Conn& conn) {
-  if (auto s = Exec(conn, "BEGIN"); !s.ok()) return s;
-  if (auto s = Exec(conn, "SET LOCAL synchronous_commit = on"); !s.ok()) {
-    (void)Exec(conn, "ROLLBACK");
-    return s;
-  }
+  Txn txn(conn);
+  if (auto s = txn.Begin(); !s.ok()) return s;
+  if (auto s = Exec(conn, "SET LOCAL synchronous_commit = on"); !s.ok()) return s;
   // It must write WAL, or its commit flushes nothing: a transactional logical decoding message
   // (subscribers do not ask for messages, so none receives it).
   if (auto s = Exec(conn, "SELECT pg_logical_emit_message(true, 'shardline', 'flush')"); !s.ok()) {
-    (void)Exec(conn, "ROLLBACK");
     return s;
   }
-  return Exec(conn, "COMMIT");
+  return txn.Commit();
 }
 
 absl::StatusOr<std::string> CurrentLsn(pg::Conn& conn) {
@@ -381,7 +370,7 @@ absl::Status EnsurePublication(pg::Conn& conn, const ShardMap& map, const std::s
                           HashRangesPredicate(map.key_type(), conn.QuoteIdent(t.key), ranges));
   }
   // No TRUNCATE: a truncate of the source table must never empty the target's.
-  return Prefixed(
+  return Annotate(
       Exec(conn, fmt::format("CREATE PUBLICATION {} FOR TABLE {} WITH (publish = 'insert, "
                              "update, delete')",
                              conn.QuoteIdent(name), tables)),
@@ -458,7 +447,7 @@ absl::Status EnsureSlot(pg::Conn& publisher, const std::string& name) {
   auto r = publisher.Exec("SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", {name});
   if (!r.ok()) return r.status();
   if (r->rows() > 0) return absl::OkStatus();
-  return Prefixed(Exec(publisher, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
+  return Annotate(Exec(publisher, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
                        {name}),
                   fmt::format("node {}: creating replication slot {} (it waits for the "
                               "transactions running on the node to end)",
@@ -467,7 +456,7 @@ absl::Status EnsureSlot(pg::Conn& publisher, const std::string& name) {
 
 absl::Status AdvanceSlotToFlushed(pg::Conn& publisher, const std::string& name) {
   if (auto s = FlushWal(publisher); !s.ok()) return s;
-  return Prefixed(
+  return Annotate(
       Exec(publisher, "SELECT pg_replication_slot_advance($1, pg_current_wal_flush_lsn())",
            {name}),
       fmt::format("node {}: moving replication slot {} to the flushed position", publisher.node(),
@@ -480,7 +469,7 @@ absl::Status EnsureSubscription(pg::Conn& subscriber, pg::Conn& publisher, const
   if (!exists.ok()) return exists.status();
   if (*exists) return absl::OkStatus();
   if (auto s = EnsureSlot(publisher, name); !s.ok()) return s;
-  return Prefixed(
+  return Annotate(
       Exec(subscriber,
            fmt::format("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (copy_data = {}, "
                        "synchronous_commit = 'on', create_slot = false, slot_name = {}, "
@@ -504,7 +493,7 @@ absl::StatusOr<std::optional<bool>> SubscriptionEnabled(pg::Conn& subscriber,
 }
 
 absl::Status EnableSubscription(pg::Conn& subscriber, const std::string& name) {
-  return Prefixed(
+  return Annotate(
       Exec(subscriber, fmt::format("ALTER SUBSCRIPTION {} ENABLE", subscriber.QuoteIdent(name))),
       fmt::format("node {}: enabling subscription {}", subscriber.node(), name));
 }

@@ -61,7 +61,7 @@ absl::Status Unwind(RolloutContext& ctx, bool abort) {
           if (!exists.ok()) return exists.status();
           if (!*exists) continue;
           if (auto s = WaitApplied(**t, rev, *lsn, ctx.options().apply_wait); !s.ok()) {
-            return WithContext(
+            return Annotate(
                 s, fmt::format("wave {}: reverse replication {} -> {}", w, p.target, p.source));
           }
         }

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "catalog.h"
+#include "status_text.h"
 #include "plan_toml.h"
 #include "rollout.h"
 #include "rollout_context.h"
@@ -23,8 +24,6 @@
 
 namespace shardline::migrate {
 namespace {
-
-std::string Msg(const absl::Status& s) { return std::string(s.message()); }
 
 // max_sync_workers_per_subscription's default: table-sync workers (and slots) per subscription
 // during an initial copy.
@@ -44,7 +43,7 @@ void CheckNode(pg::Conn& conn, const ReplicationNeed& need, std::vector<std::str
       "pg_stat_subscription WHERE pid IS NOT NULL) "
       "FROM pg_roles r WHERE r.rolname = current_user");
   if (!r.ok()) {
-    problems.push_back(Msg(r.status()));
+    problems.emplace_back(Msg(r.status()));
     return;
   }
   const std::string& n = conn.node();
@@ -96,7 +95,7 @@ void CheckPublishable(const TableInfo& info, const TableConfig& table, std::stri
                       std::vector<std::string>& problems) {
   auto key = ResolveKey(info, table, node);
   if (!key.ok()) {
-    problems.push_back(Msg(key.status()));
+    problems.emplace_back(Msg(key.status()));
     return;
   }
   if (info.replica_identity == 'f') return;
@@ -181,11 +180,11 @@ absl::StatusOr<std::int64_t> StartRollout(const RolloutOptions& options,
     const int i = result.NodeIndex(name);
     auto c = pg::Conn::Connect(result.nodes()[static_cast<std::size_t>(i)].dsn, name);
     if (!c.ok()) {
-      problems.push_back(Msg(c.status()));
+      problems.emplace_back(Msg(c.status()));
       continue;
     }
     if (auto s = SetTimeouts(**c, options); !s.ok()) {
-      problems.push_back(Msg(s));
+      problems.emplace_back(Msg(s));
       continue;
     }
     CheckNode(**c, need, problems);
@@ -204,7 +203,7 @@ absl::StatusOr<std::int64_t> StartRollout(const RolloutOptions& options,
       if (!conns.count(subscriber)) continue;
       if (auto s = ProbeReplicationConnection(*conns[subscriber], publisher, dsn_of(publisher));
           !s.ok()) {
-        problems.push_back(Msg(s));
+        problems.emplace_back(Msg(s));
       }
     }
   }
@@ -219,8 +218,8 @@ absl::StatusOr<std::int64_t> StartRollout(const RolloutOptions& options,
       if (!conns.count(s)) continue;
       auto info = DescribeTable(*conns[s], t.name);
       if (!info.ok()) {
-        problems.push_back(Msg(ExplainTimeout(
-            WithContext(info.status(), fmt::format("node {}: reading table {}", s, t.name)),
+        problems.emplace_back(Msg(ExplainTimeout(
+            Annotate(info.status(), fmt::format("node {}: reading table {}", s, t.name)),
             options)));
         continue;
       }
@@ -250,14 +249,14 @@ absl::StatusOr<std::int64_t> StartRollout(const RolloutOptions& options,
           to_create.push_back({tg, &t});
           continue;
         }
-        problems.push_back(Msg(ExplainTimeout(
-            WithContext(info.status(), fmt::format("node {}: reading table {}", tg, t.name)),
+        problems.emplace_back(Msg(ExplainTimeout(
+            Annotate(info.status(), fmt::format("node {}: reading table {}", tg, t.name)),
             options)));
         continue;
       }
       if (auto s = CheckCompatible(source_info[t.name], *info, source_of_info[t.name], tg);
           !s.ok()) {
-        problems.push_back(Msg(s));
+        problems.emplace_back(Msg(s));
       }
       CheckShardable(*info, t, result.key_type(), tg, problems);
       CheckPublishable(*info, t, tg, problems);
@@ -317,7 +316,7 @@ absl::StatusOr<std::int64_t> StartRollout(const RolloutOptions& options,
   log(fmt::format("migration {}: {} move(s) in {} wave(s)", *id, plan->plan.moves.size(),
                   waves.size()));
   if (auto s = AdvanceRollout(options, *id, start.auto_advance); !s.ok()) {
-    return WithContext(
+    return Annotate(
         s, fmt::format("migration {0} was recorded, and a step of it failed (once fixed, `shardline "
                        "rollout advance --migration {0}` runs it again; `rollout status` says "
                        "where it is; `rollout abort --migration {0}` ends it)",

@@ -111,7 +111,7 @@ absl::Status WaitTargetsStopForward(RolloutContext& ctx, int w, const std::vecto
     if (!*exists) continue;
     const auto wait = std::min(ctx.options().apply_wait, window.Left());
     if (auto s = WaitApplied(*s_conn, fwd, fence_lsn.at(p.source), wait); !s.ok()) {
-      return WithContext(s, fmt::format("node {} catching up with node {}'s fence", p.target,
+      return Annotate(s, fmt::format("node {} catching up with node {}'s fence", p.target,
                                         p.source));
     }
     if (auto s = DropSubscriptionIfExists(*t_conn, *s_conn, fwd, /*drop_slots=*/false);
@@ -171,7 +171,7 @@ absl::Status ReverseRunning(RolloutContext& ctx, int w, const std::vector<Pair>&
     if (!s_node.ok()) return s_node.status();
     if (auto s = WaitApplyWorker(**s_node, ctx.Name(w, p, true), ctx.options().apply_wait);
         !s.ok()) {
-      return WithContext(s, fmt::format("wave {}: writes switched, but reverse replication {} -> "
+      return Annotate(s, fmt::format("wave {}: writes switched, but reverse replication {} -> "
                                         "{} is not running (the target's writes wait in its "
                                         "slot; a rollback needs them delivered)",
                                         w, p.target, p.source));

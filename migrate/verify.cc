@@ -5,6 +5,7 @@
 // target and copies by key from the source (a parameterised SELECT with binary results streamed
 // into a binary COPY on the target: values never pass through SQL text).
 #include "verify.h"
+#include "status_text.h"
 
 #include <arpa/inet.h>
 #include <fmt/format.h>
@@ -25,12 +26,6 @@ namespace shardline::migrate {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-std::string Msg(const absl::Status& s) { return std::string(s.message()); }
-
-absl::Status Prefixed(const absl::Status& s, std::string_view prefix) {
-  return absl::Status(s.code(), fmt::format("{}: {}", prefix, Msg(s)));
-}
 
 // A key as its columns' text values (PK columns are never NULL on a table that has the PK).
 using Key = std::vector<std::string>;
@@ -176,7 +171,7 @@ absl::StatusOr<PassResult> ChecksumPass(pg::Conn& conn, const TablePlan& p, int 
       "SELECT {} >> {} AS b, count(*), sum({})::text FROM {} AS t WHERE {} GROUP BY 1",
       p.hash, shift, p.row_hash, p.quoted, p.range_predicate);
   auto res = conn.Exec(sql);
-  if (!res.ok()) return Prefixed(res.status(), fmt::format("table {}", p.quoted));
+  if (!res.ok()) return Annotate(res.status(), fmt::format("table {}", p.quoted));
   PassResult out;
   for (int r = 0; r < res->rows(); ++r) {
     BucketSum b{res->Int64Or0(r, 1), res->String(r, 2)};
@@ -254,7 +249,7 @@ class DrillCursor {
     if (began_) (void)conn_.Exec("ROLLBACK");
     began_ = false;
     open_ = false;
-    return Prefixed(s, fmt::format("table {}: drill-down", p_.quoted));
+    return Annotate(s, fmt::format("table {}: drill-down", p_.quoted));
   }
 
   absl::Status Fetch() {
@@ -390,14 +385,14 @@ absl::StatusOr<std::pair<std::int64_t, std::int64_t>> RepairKeys(pg::Conn& sourc
   pg::ResultPtr rows(PQexecParams(source.raw(), select.c_str(), static_cast<int>(values.size()),
                                   nullptr, values.data(), nullptr, nullptr, /*resultFormat=*/1));
   if (!rows || PQresultStatus(rows.get()) != PGRES_TUPLES_OK) {
-    return Prefixed(pg::StatusFromResult(rows.get(), source.node(), "repair: read source rows"),
+    return Annotate(pg::StatusFromResult(rows.get(), source.node(), "repair: read source rows"),
                     fmt::format("table {}", p.quoted));
   }
 
   if (auto s = target.Exec("BEGIN"); !s.ok()) return s.status();
   auto fail = [&](const absl::Status& s) {
     (void)target.Exec("ROLLBACK");
-    return Prefixed(s, fmt::format("table {}: repair", p.quoted));
+    return Annotate(s, fmt::format("table {}: repair", p.quoted));
   };
   const std::string del = fmt::format("DELETE FROM {} AS t WHERE {}", p.quoted, KeyInArrays(p, 1));
   auto deleted = target.Exec(del, params);
@@ -452,7 +447,7 @@ absl::Status BeginSnapshot(pg::Conn& conn, const std::string& snapshot, std::str
   // SET TRANSACTION SNAPSHOT takes no parameters: the id goes in as a quoted literal.
   if (auto s = conn.Exec("SET TRANSACTION SNAPSHOT " + conn.QuoteLiteral(snapshot)); !s.ok()) {
     (void)conn.Exec("ROLLBACK");
-    return Prefixed(s.status(), fmt::format("{} snapshot {}", side, snapshot));
+    return Annotate(s.status(), fmt::format("{} snapshot {}", side, snapshot));
   }
   return absl::OkStatus();
 }
@@ -681,7 +676,7 @@ absl::StatusOr<std::vector<OrphanResult>> FindOrphans(const ShardMap& map,
         auto count = c.Exec(fmt::format("SELECT count(*) FROM {} AS t WHERE {}", info->quoted,
                                         pred));
         if (!count.ok()) {
-          statuses[ni] = Prefixed(count.status(), fmt::format("table {}", info->quoted));
+          statuses[ni] = Annotate(count.status(), fmt::format("table {}", info->quoted));
           return;
         }
         OrphanResult r;
@@ -692,7 +687,7 @@ absl::StatusOr<std::vector<OrphanResult>> FindOrphans(const ShardMap& map,
           auto keys = c.Exec(fmt::format("SELECT {} FROM {} AS t WHERE {} ORDER BY {} LIMIT {}",
                                          key_text, info->quoted, pred, order, max_keys));
           if (!keys.ok()) {
-            statuses[ni] = Prefixed(keys.status(), fmt::format("table {}", info->quoted));
+            statuses[ni] = Annotate(keys.status(), fmt::format("table {}", info->quoted));
             return;
           }
           for (int row = 0; row < keys->rows(); ++row) {

@@ -1,5 +1,6 @@
 // Reading the control catalog: see catalog_reader.h.
 #include "catalog_reader.h"
+#include "status_text.h"
 
 #include <utility>
 
@@ -12,11 +13,6 @@ namespace shardline::internal {
 namespace {
 
 // absl::Status::message() is Debian abseil's own string_view, which fmt cannot format.
-std::string_view Msg(const absl::Status& s) {
-  auto m = s.message();
-  return std::string_view(m.data(), m.size());
-}
-
 // "catalog 127.0.0.1:5432/control": where the connection points, for messages (no password).
 std::string Where(const pg::Conn& conn) {
   PGconn* raw = conn.raw();

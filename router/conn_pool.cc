@@ -10,6 +10,7 @@
 // fails at once and nothing is kept for the node (idle connections dropped, returned ones
 // closed), so that a black-holed node cannot hang the next user of a stale connection.
 #include "conn_pool.h"
+#include "status_text.h"
 
 #include <poll.h>
 
@@ -51,8 +52,6 @@ bool CleanForReuse(const pg::Conn& conn) {
 
 // absl::Status::message() is abseil's own string_view here (Debian's abseil), which fmt
 // cannot format: copy it.
-std::string Msg(const absl::Status& status) { return std::string(status.message()); }
-
 absl::Status WithNode(absl::Status status, const std::string& node) {
   SetNode(status, node);
   return status;

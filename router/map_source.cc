@@ -1,5 +1,6 @@
 // Map sources (file, catalog): see map_source.h.
 #include "map_source.h"
+#include "status_text.h"
 
 #include <libpq-fe.h>
 
@@ -19,11 +20,6 @@ namespace shardline::internal {
 namespace {
 
 // absl::Status::message() is Debian abseil's own string_view, which fmt cannot format.
-std::string_view Msg(const absl::Status& s) {
-  auto m = s.message();
-  return std::string_view(m.data(), m.size());
-}
-
 void Emit(const LogSink& log, LogLevel level, std::string_view message) {
   if (log) log(level, message);
 }

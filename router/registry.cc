@@ -1,6 +1,7 @@
 // Router registry rows in the control catalog: see registry.h. The table is defined in
 // schemas/catalog.sql.
 #include "registry.h"
+#include "status_text.h"
 
 #include <unistd.h>
 
@@ -16,11 +17,6 @@ namespace shardline::internal {
 namespace {
 
 // absl::Status::message() is Debian abseil's own string_view, which fmt cannot format.
-std::string_view Msg(const absl::Status& s) {
-  auto m = s.message();
-  return std::string_view(m.data(), m.size());
-}
-
 // Rows of routers older than this build carry no lease_ms: their lease is what those routers
 // assumed, max(60 s, 10 heartbeats), of which 60 s is the part every such router honours.
 constexpr const char* kDeleteExpired =

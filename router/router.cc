@@ -22,6 +22,7 @@
 
 #include <fmt/format.h>
 #include "absl/strings/cord.h"
+#include "status_text.h"
 #include "router_impl.h"
 #include "session_impl.h"
 #include "shardline/dsn.h"
@@ -35,11 +36,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 // absl::Status::message() is Debian abseil's own string_view, which fmt cannot format.
-std::string_view Msg(const absl::Status& s) {
-  auto m = s.message();
-  return std::string_view(m.data(), m.size());
-}
-
 // How often the pools are maintained: idle connections refilled, and an open breaker's node
 // probed once its cool-down is over (a node heals within breaker_open_for plus this), idle
 // connections past max_lifetime closed.

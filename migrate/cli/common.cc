@@ -1,5 +1,6 @@
 // Shared CLI plumbing: see common.h.
 #include "cli/common.h"
+#include "status_text.h"
 
 #include <algorithm>
 #include <charconv>
@@ -15,11 +16,6 @@ namespace shardline::migrate {
 namespace {
 
 constexpr std::string_view kUsageUrl = "type.shardline.dev/usage";
-
-std::string_view Msg(const absl::Status& s) {
-  auto m = s.message();
-  return std::string_view(m.data(), m.size());
-}
 
 absl::StatusOr<LoadedMap> LoadFile(const std::string& path) {
   absl::StatusOr<ParsedShardMap> parsed = LoadShardMapFile(path);

@@ -1,5 +1,6 @@
 // `shardline map locate` (see map_locate.h).
 #include "cli/map_locate.h"
+#include "status_text.h"
 
 #include <cstdio>
 #include <cstdlib>
@@ -9,11 +10,6 @@
 
 namespace shardline::migrate {
 namespace {
-
-std::string_view Msg(const absl::Status& s) {
-  auto m = s.message();
-  return std::string_view(m.data(), m.size());
-}
 
 }  // namespace
 
