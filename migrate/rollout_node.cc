@@ -320,6 +320,12 @@ absl::Status AcquirePause(pg::Conn& conn, std::int64_t lock_key,
   return absl::OkStatus();
 }
 
+absl::StatusOr<PauseGuard> PauseGuard::Acquire(pg::Conn& conn, std::int64_t lock_key,
+                                               std::chrono::milliseconds lock_timeout) {
+  if (auto s = AcquirePause(conn, lock_key, lock_timeout); !s.ok()) return s;
+  return PauseGuard(conn, lock_key);
+}
+
 absl::Status ReleasePause(pg::Conn& conn, std::int64_t lock_key) {
   return Exec(conn, "SELECT pg_advisory_unlock($1)", {std::to_string(lock_key)});
 }
@@ -346,14 +352,12 @@ absl::StatusOr<FenceResult> FenceRanges(pg::Conn& conn, const ShardMap& map,
                                         const HashRangeList& ranges, std::int64_t lock_key,
                                         std::chrono::milliseconds lock_timeout,
                                         const std::string& reason) {
-  if (auto s = AcquirePause(conn, lock_key, lock_timeout); !s.ok()) return s;
-  absl::Status s = UpsertMarks(conn, map, ranges, lock_key, reason, /*fence=*/true);
-  absl::StatusOr<pg::Result> at =
-      s.ok() ? conn.Exec("SELECT pg_current_wal_insert_lsn()::text, clock_timestamp()::text")
-             : absl::StatusOr<pg::Result>(s);
-  absl::Status released = ReleasePause(conn, lock_key);
+  auto pause = PauseGuard::Acquire(conn, lock_key, lock_timeout);
+  if (!pause.ok()) return pause.status();
+  if (auto s = UpsertMarks(conn, map, ranges, lock_key, reason, /*fence=*/true); !s.ok()) return s;
+  auto at = conn.Exec("SELECT pg_current_wal_insert_lsn()::text, clock_timestamp()::text");
   if (!at.ok()) return at.status();
-  if (!released.ok()) return released;
+  if (auto s = pause->Release(); !s.ok()) return s;
   return FenceResult{at->String(0, 0), at->String(0, 1)};
 }
 

@@ -82,6 +82,45 @@ absl::Status AcquirePause(pg::Conn& conn, std::int64_t lock_key,
                           std::chrono::milliseconds lock_timeout);
 absl::Status ReleasePause(pg::Conn& conn, std::int64_t lock_key);
 
+// The pause as a guard: held from Acquire until Release() or destruction, so no error path
+// leaves writers to the moving ranges paused (a session lock would otherwise last until the
+// connection closes).
+//
+//   auto pause = PauseGuard::Acquire(conn, key, timeout);
+//   if (!pause.ok()) return pause.status();
+//   ... writers are paused ...
+//   if (auto s = pause->Release(); !s.ok()) return s;
+//
+// Single-threaded, like the connection it borrows (which must outlive it). Movable.
+class PauseGuard {
+ public:
+  // AcquirePause's statuses.
+  static absl::StatusOr<PauseGuard> Acquire(pg::Conn& conn, std::int64_t lock_key,
+                                            std::chrono::milliseconds lock_timeout);
+  PauseGuard(PauseGuard&& other) noexcept
+      : conn_(other.conn_), lock_key_(other.lock_key_) {
+    other.conn_ = nullptr;
+  }
+  PauseGuard& operator=(PauseGuard&&) = delete;
+  PauseGuard(const PauseGuard&) = delete;
+  PauseGuard& operator=(const PauseGuard&) = delete;
+  ~PauseGuard() {
+    if (conn_ != nullptr) (void)ReleasePause(*conn_, lock_key_);
+  }
+  // Lets the writers go now; idempotent.
+  absl::Status Release() {
+    if (conn_ == nullptr) return absl::OkStatus();
+    pg::Conn* c = conn_;
+    conn_ = nullptr;
+    return ReleasePause(*c, lock_key_);
+  }
+
+ private:
+  PauseGuard(pg::Conn& conn, std::int64_t lock_key) : conn_(&conn), lock_key_(lock_key) {}
+  pg::Conn* conn_;
+  std::int64_t lock_key_;
+};
+
 // Fences `ranges` (mode 'fence', inserting rows that are missing), under the pause lock so that
 // no writer is in flight, and returns the node's WAL insert position after the commit (every
 // write into the ranges that the node accepted is before it: older snapshots are refused by the
