@@ -2,9 +2,13 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <algorithm>
+#include <map>
+
 #include "rollout_node.h"
 #include "rollout_phases.h"
 #include "rollout_waves.h"
+#include "table_clone.h"
 
 namespace shardline::migrate {
 
@@ -64,6 +68,24 @@ absl::Status Unwind(RolloutContext& ctx, bool abort) {
           }
         }
       }
+    }
+    // 1b. Ids continue on the sources past every id the targets handed out (delivered by
+    //     reverse replication above) and every position of the targets' sequences.
+    std::map<std::string, std::vector<pg::Conn*>> targets_of;
+    for (int w : switched) {
+      for (const Pair& p : ctx.Pairs(w)) {
+        auto t = ctx.Node(p.target);
+        if (!t.ok()) return t.status();
+        std::vector<pg::Conn*>& of = targets_of[p.source];
+        if (std::find(of.begin(), of.end(), *t) == of.end()) of.push_back(*t);
+      }
+    }
+    for (const auto& [source, targets] : targets_of) {
+      auto c = ctx.Node(source);
+      if (!c.ok()) return c.status();
+      auto moved = ContinueSequencesPast(targets, **c, *ctx.Result());
+      if (!moved.ok()) return moved.status();
+      for (const std::string& m : *moved) ctx.Log(fmt::format("{}: {}", kind, m));
     }
     // 2. Sources take writes again, before the map sends writers back to them (a router that
     //    meets the targets' fence waits for that map and retries on the source). The targets

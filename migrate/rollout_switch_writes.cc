@@ -1,6 +1,6 @@
 // Phase switch writes of a wave (the write window): see rollout_phases.h. It reads as its
 // steps: CatchUpUnfenced, PrepareReverse, (window opens) FenceSources, WaitTargetsStopForward,
-// StartReverse, PublishOwners (window closes), DropForward, ReverseRunning. The window has a deadline
+// ContinueSequences, StartReverse, PublishOwners (window closes), DropForward, ReverseRunning. The window has a deadline
 // (RolloutOptions::write_window): when the targets have not caught up or reverse replication has
 // not started by then, RevertWindow unfences the sources (they keep the ranges; nothing was
 // published) and the step fails saying so, to be run again.
@@ -10,6 +10,7 @@
 
 #include "rollout_node.h"
 #include "rollout_phases.h"
+#include "table_clone.h"
 
 namespace shardline::migrate {
 namespace {
@@ -117,6 +118,27 @@ absl::Status WaitTargetsStopForward(RolloutContext& ctx, int w, const std::vecto
         !s.ok()) {
       return s;
     }
+  }
+  return absl::OkStatus();
+}
+
+// Ids continue on the new owners: each target's serial and identity sequences are set past every
+// position its sources' sequences reached and every id it holds (the sources are fenced and the
+// target has their last rows; the target owns nothing of the ranges yet), so it never hands out
+// an id it already holds (table_clone.h).
+absl::Status ContinueSequences(RolloutContext& ctx, int w, const std::vector<Pair>& pairs) {
+  std::map<std::string, std::vector<pg::Conn*>> sources_of;
+  for (const Pair& p : pairs) {
+    auto s_node = ctx.Node(p.source);
+    if (!s_node.ok()) return s_node.status();
+    sources_of[p.target].push_back(*s_node);
+  }
+  for (const auto& [target, sources] : sources_of) {
+    auto t_node = ctx.Node(target);
+    if (!t_node.ok()) return t_node.status();
+    auto moved = ContinueSequencesPast(sources, **t_node, *ctx.Result());
+    if (!moved.ok()) return moved.status();
+    for (const std::string& m : *moved) ctx.Log(fmt::format("wave {}: {}", w, m));
   }
   return absl::OkStatus();
 }
@@ -307,6 +329,10 @@ absl::Status SwitchWrites(RolloutContext& ctx, int w) {
   }
   window.Lap("target caught up, forward replication stopped");
   ctx.Point("writes:forward_stopped");
+  if (auto s = ContinueSequences(ctx, w, pairs); !s.ok()) {
+    return RevertWindow(ctx, w, pairs, s);
+  }
+  window.Lap("ids continued");
   if (auto s = StartReverse(ctx, w, pairs); !s.ok()) {
     return RevertWindow(ctx, w, pairs, s);
   }

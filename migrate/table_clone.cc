@@ -3,7 +3,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <map>
+#include <optional>
 #include <set>
 #include <utility>
 
@@ -60,7 +62,226 @@ void CheckReproducible(const TableInfo& info, std::string_view node,
   }
 }
 
+// GRANT/REVOKE statements that give relation `quoted` (`kind`: "TABLE" or "SEQUENCE") the owner
+// and ACL `p` describes, on a relation just created (owned by us, default ACL). With
+// `set_owner` false the owner is left (a sequence that follows its table's owner).
+std::vector<std::string> PrivilegeStatements(const pg::Conn& conn, std::string_view kind,
+                                             const std::string& quoted, const Privileges& p,
+                                             bool set_owner) {
+  std::vector<std::string> out;
+  auto role = [&](const std::string& r) { return r.empty() ? "PUBLIC" : conn.QuoteIdent(r); };
+  if (set_owner && !p.owner.empty()) {
+    out.push_back(fmt::format("ALTER {} {} OWNER TO {}", kind, quoted, role(p.owner)));
+  }
+  if (p.explicit_acl) {
+    // The source's ACL replaces the owner's defaults (which may have been revoked there).
+    out.push_back(fmt::format("REVOKE ALL ON {} {} FROM PUBLIC", kind, quoted));
+    if (!p.owner.empty()) {
+      out.push_back(fmt::format("REVOKE ALL ON {} {} FROM {}", kind, quoted, role(p.owner)));
+    }
+  }
+  for (const AclEntry& e : p.acl) {
+    if (e.column.empty() && !p.explicit_acl) continue;
+    out.push_back(fmt::format(
+        "GRANT {}{} ON {} {} TO {}{}", e.privilege,
+        e.column.empty() ? "" : fmt::format(" ({})", conn.QuoteIdent(e.column)), kind, quoted,
+        role(e.grantee), e.grantable ? " WITH GRANT OPTION" : ""));
+  }
+  return out;
+}
+
+// Streams every row of the source's table into the target's `quoted` table (inside the
+// caller's transaction on the target): COPY TO STDOUT on the source piped into COPY FROM STDIN
+// on the target, binary (the types are the same: the target table is the source's clone).
+absl::Status CopyRows(pg::Conn& source, pg::Conn& target, const TableInfo& info,
+                      const std::string& quoted) {
+  auto out = source.Exec(fmt::format("COPY (SELECT {} FROM {}) TO STDOUT (FORMAT binary)",
+                                     info.QuotedColumnList(source), info.quoted));
+  if (!out.ok()) return out.status();
+  auto in = target.Exec(fmt::format("COPY {} ({}) FROM STDIN (FORMAT binary)", quoted,
+                                    info.QuotedColumnList(target)));
+  if (!in.ok()) {
+    while (PGresult* r = PQgetResult(source.raw())) PQclear(r);  // ends the COPY OUT
+    return in.status();
+  }
+  bool sent = true;
+  int n = 0;
+  for (;;) {
+    char* buf = nullptr;
+    n = PQgetCopyData(source.raw(), &buf, 0);
+    if (n < 0) break;
+    sent = sent && PQputCopyData(target.raw(), buf, n) == 1;
+    PQfreemem(buf);
+  }
+  absl::Status status;
+  while (PGresult* raw = PQgetResult(source.raw())) {
+    pg::ResultPtr r(raw);
+    if (PQresultStatus(r.get()) != PGRES_COMMAND_OK && status.ok()) {
+      status = pg::StatusFromResult(r.get(), source.node(), "COPY TO STDOUT");
+    }
+  }
+  if (n == -2 && status.ok()) status = pg::StatusFromConn(source.raw(), source.node(), "COPY");
+  const bool ended = PQputCopyEnd(target.raw(), status.ok() && sent ? nullptr : "source failed");
+  while (PGresult* raw = PQgetResult(target.raw())) {
+    pg::ResultPtr r(raw);
+    if (PQresultStatus(r.get()) != PGRES_COMMAND_OK && status.ok()) {
+      status = pg::StatusFromResult(r.get(), target.node(), "COPY FROM STDIN");
+    }
+  }
+  if (status.ok() && (!sent || !ended)) {
+    status = pg::StatusFromConn(target.raw(), target.node(), "COPY FROM STDIN");
+  }
+  return status;
+}
+
+// A column's sequence on one node: its quoted name, increment and last value (pg_sequences:
+// unset before the first nextval).
+struct ColumnSequence {
+  std::string column;
+  std::string sequence;  // quoted, schema-qualified
+  std::int64_t increment = 1;
+  std::optional<std::int64_t> last_value;
+};
+
+// The sequences behind `quoted`'s columns on `conn` (identity sequences and those a default
+// calls, as DescribeTable finds them); none when the table does not exist there.
+absl::StatusOr<std::vector<ColumnSequence>> ReadColumnSequences(pg::Conn& conn,
+                                                                const std::string& quoted) {
+  auto r = conn.Exec(
+      "SELECT a.attname, quote_ident(n.nspname) || '.' || quote_ident(s.relname), "
+      "q.seqincrement, ps.last_value "
+      "FROM pg_attribute a JOIN LATERAL ("
+      "  SELECT dep.objid AS seq FROM pg_depend dep "
+      "  WHERE dep.classid = 'pg_class'::regclass AND dep.refclassid = 'pg_class'::regclass "
+      "    AND dep.refobjid = a.attrelid AND dep.refobjsubid = a.attnum AND dep.deptype = 'i' "
+      "  UNION "
+      "  SELECT dep.refobjid FROM pg_attrdef d JOIN pg_depend dep "
+      "    ON dep.classid = 'pg_attrdef'::regclass AND dep.objid = d.oid "
+      "    AND dep.refclassid = 'pg_class'::regclass "
+      "  WHERE d.adrelid = a.attrelid AND d.adnum = a.attnum) x ON true "
+      "JOIN pg_class s ON s.oid = x.seq AND s.relkind = 'S' "
+      "JOIN pg_namespace n ON n.oid = s.relnamespace JOIN pg_sequence q ON q.seqrelid = s.oid "
+      "JOIN pg_sequences ps ON ps.schemaname = n.nspname AND ps.sequencename = s.relname "
+      "WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped "
+      "ORDER BY a.attnum, 2",
+      {quoted});
+  if (!r.ok()) return r.status();
+  std::vector<ColumnSequence> out;
+  for (int i = 0; i < r->rows(); ++i) {
+    ColumnSequence c{r->String(i, 0), r->String(i, 1), r->Int64Or0(i, 2), std::nullopt};
+    if (!r->IsNull(i, 3)) c.last_value = r->Int64Or0(i, 3);
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
 }  // namespace
+
+absl::StatusOr<std::vector<std::string>> ContinueSequencesPast(const std::vector<pg::Conn*>& from,
+                                                               pg::Conn& to,
+                                                               const ShardMap& map) {
+  std::vector<std::string> moved;
+  for (const TableConfig& t : map.tables()) {
+    if (t.reference) continue;
+    const std::string where = fmt::format("node {}: table {}: continuing ids", to.node(), t.name);
+    const std::string quoted = to.QuoteQualified(t.name);
+    auto mine = ReadColumnSequences(to, quoted);
+    if (!mine.ok()) return WithPrefix(mine.status(), where);
+    if (mine->empty()) continue;
+    // Per column: the furthest value in the sequence's direction of any source's sequence
+    // and of the column on this node.
+    std::map<std::string, std::int64_t> goal;
+    auto further = [&](const ColumnSequence& c, std::int64_t v) {
+      auto [it, fresh] = goal.try_emplace(c.column, v);
+      if (!fresh) it->second = c.increment > 0 ? std::max(it->second, v) : std::min(it->second, v);
+    };
+    for (pg::Conn* f : from) {
+      auto theirs = ReadColumnSequences(*f, f->QuoteQualified(t.name));
+      if (!theirs.ok()) {
+        return WithPrefix(theirs.status(), fmt::format("{} (node {}'s sequences)", where,
+                                                       f->node()));
+      }
+      for (const ColumnSequence& c : *theirs) {
+        for (const ColumnSequence& m : *mine) {
+          if (m.column == c.column && c.last_value) further(m, *c.last_value);
+        }
+      }
+    }
+    std::string held;
+    for (const ColumnSequence& m : *mine) {
+      held += fmt::format("{}{}({})::bigint", held.empty() ? "" : ", ",
+                          m.increment > 0 ? "max" : "min", to.QuoteIdent(m.column));
+    }
+    auto extremes = to.Exec(fmt::format("SELECT {} FROM {}", held, quoted));
+    if (!extremes.ok()) return WithPrefix(extremes.status(), where);
+    for (std::size_t i = 0; i < mine->size(); ++i) {
+      const int col = static_cast<int>(i);
+      if (!extremes->IsNull(0, col)) further((*mine)[i], extremes->Int64Or0(0, col));
+    }
+    for (const ColumnSequence& m : *mine) {
+      auto g = goal.find(m.column);
+      if (g == goal.end()) continue;
+      const bool behind = !m.last_value || (m.increment > 0 ? *m.last_value < g->second
+                                                            : *m.last_value > g->second);
+      if (!behind) continue;  // never backwards
+      // setval(g, true): the next value is g + increment, past everything read above.
+      auto set = to.Exec("SELECT setval($1::regclass, $2::bigint, true)",
+                         {m.sequence, std::to_string(g->second)});
+      if (!set.ok()) return WithPrefix(set.status(), where);
+      moved.push_back(fmt::format("node {}: sequence {} of {}.{}: {} -> {}", to.node(), m.sequence,
+                                  t.name, m.column,
+                                  m.last_value ? std::to_string(*m.last_value) : "unused",
+                                  g->second));
+    }
+  }
+  return moved;
+}
+
+absl::Status CheckRolesOnTarget(pg::Conn& target, const TableInfo& info,
+                                std::string_view source_node,
+                                std::vector<std::string>& problems) {
+  // (object, role) pairs the clone would name.
+  std::vector<std::pair<std::string, std::string>> named;
+  for (const std::string& r : info.privileges.Roles()) {
+    named.push_back({fmt::format("table {}", info.name), r});
+  }
+  for (const ColumnInfo& c : info.columns) {
+    for (const SequenceInfo& q : c.sequences) {
+      for (const std::string& r : q.privileges.Roles()) {
+        named.push_back({fmt::format("sequence {}.{}", q.schema, q.name), r});
+      }
+    }
+  }
+  if (named.empty()) return absl::OkStatus();
+  std::set<std::string> missing;
+  for (const auto& [object, role] : named) {
+    if (missing.count(role)) continue;
+    auto r = target.Exec("SELECT 1 FROM pg_roles WHERE rolname = $1", {role});
+    if (!r.ok()) {
+      return WithPrefix(r.status(), fmt::format("node {}: reading roles", target.node()));
+    }
+    if (r->rows() == 0) missing.insert(role);
+  }
+  // One line per missing role, naming what it owns or is granted on the source.
+  std::map<std::string, std::vector<std::string>> uses;
+  for (const auto& [object, role] : named) {
+    if (!missing.count(role)) continue;
+    const bool owns = object.starts_with("table ") && role == info.privileges.owner;
+    std::vector<std::string>& u = uses[role];
+    const std::string use = fmt::format("{} {}", owns ? "owns" : "is granted privileges on", object);
+    if (std::find(u.begin(), u.end(), use) == u.end()) u.push_back(use);
+  }
+  for (const auto& [role, u] : uses) {
+    std::string list;
+    for (const std::string& x : u) list += (list.empty() ? "" : ", ") + x;
+    problems.push_back(fmt::format(
+        "node {}: role \"{}\" does not exist on this server, but on node {} it {}: the copy "
+        "would not get the same owner and grants. Create the role on node {} (CREATE ROLE), or "
+        "change the owner or grants on node {}",
+        target.node(), role, source_node, list, target.node(), source_node));
+  }
+  return absl::OkStatus();
+}
 
 bool KeyColumnTypeAccepted(KeyType key_type, std::string_view column_type) {
   switch (key_type) {
@@ -135,8 +356,19 @@ void CheckClonable(const TableInfo& info, const TableConfig& table, KeyType key_
   CheckReproducible(info, node, problems);
 }
 
+void CheckReferenceClonable(const TableInfo& info, std::string_view node,
+                            std::vector<std::string>& problems) {
+  if (info.relkind != 'r' || info.persistence != 'p') {
+    problems.push_back(fmt::format(
+        "node {}: reference table {} is not a plain permanent table (relkind '{}', persistence "
+        "'{}'); create it on the target yourself",
+        node, info.name, info.relkind, info.persistence));
+  }
+  CheckReproducible(info, node, problems);
+}
+
 absl::Status CloneTable(pg::Conn& source, pg::Conn& target, const TableInfo& info,
-                        const TableConfig& table) {
+                        const TableConfig& table, bool with_rows) {
   const std::string where =
       fmt::format("node {}: creating table {} like node {}'s", target.node(), table.name,
                   source.node());
@@ -307,6 +539,28 @@ absl::Status CloneTable(pg::Conn& source, pg::Conn& target, const TableInfo& inf
         !s.ok()) {
       return s;
     }
+  }
+
+  // The source's owner and ACLs (the service roles keep working on the copy). A sequence the
+  // table owns (identity, serial) follows the table's owner; a created sequence that only a
+  // default calls gets its own. Sequences that existed already are left as they are.
+  std::vector<std::string> grants =
+      PrivilegeStatements(target, "TABLE", quoted, info.privileges, /*set_owner=*/true);
+  for (const ColumnInfo& c : info.columns) {
+    for (const SequenceInfo& q : c.sequences) {
+      const bool identity_seq = c.identity != '\0';
+      if (!identity_seq && !created.count({q.schema, q.name})) continue;
+      std::vector<std::string> more =
+          PrivilegeStatements(target, "SEQUENCE", QuotedSequence(target, q), q.privileges,
+                              /*set_owner=*/!identity_seq && !q.owned_by_column);
+      grants.insert(grants.end(), more.begin(), more.end());
+    }
+  }
+  for (const std::string& g : grants) {
+    if (auto s = exec(g); !s.ok()) return s;
+  }
+  if (with_rows) {
+    if (auto s = CopyRows(source, target, info, quoted); !s.ok()) return WithPrefix(s, where);
   }
   if (auto s = txn.Commit(); !s.ok()) return WithPrefix(s, where);
   return absl::OkStatus();

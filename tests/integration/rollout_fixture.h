@@ -42,16 +42,18 @@ constexpr int kInitialRows = 3000;
 constexpr int kRanges = 8;
 
 // Writes through a Router on its own thread: upserts of random keys (existing and new), and
-// records the last acknowledged value of every key. Thread-safe accessors.
+// records the last acknowledged value of every key. The router follows the catalog, or
+// `map_file` when given (a service whose map names its own role). Thread-safe accessors.
 class Writer {
  public:
-  explicit Writer(std::string catalog_dsn, std::uint64_t seed)
-      : catalog_dsn_(std::move(catalog_dsn)), seed_(seed) {}
+  explicit Writer(std::string catalog_dsn, std::uint64_t seed, std::string map_file = "")
+      : catalog_dsn_(std::move(catalog_dsn)), seed_(seed), map_file_(std::move(map_file)) {}
   ~Writer() { Stop(); }
 
   void Start() {
     RouterOptions o;
-    o.catalog_dsn = catalog_dsn_;
+    (map_file_.empty() ? o.catalog_dsn : o.map_file) =
+        map_file_.empty() ? catalog_dsn_ : map_file_;
     o.map_poll_interval = std::chrono::milliseconds(100);
     // A fenced write waits for the new map at most this long: generous, so that a slow
     // machine does not turn a write window into errors.
@@ -115,6 +117,7 @@ class Writer {
 
   const std::string catalog_dsn_;
   const std::uint64_t seed_;
+  const std::string map_file_;
   std::unique_ptr<Router> router_;
   std::thread thread_;
   std::atomic<bool> stop_{false};
