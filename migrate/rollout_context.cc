@@ -3,6 +3,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include <set>
 #include <thread>
 
@@ -192,6 +194,18 @@ absl::StatusOr<std::pair<pg::Conn*, pg::Conn*>> RolloutContext::Ends(const Pair&
   auto target = Node(p.target);
   if (!target.ok()) return target.status();
   return std::pair(*source, *target);
+}
+
+absl::StatusOr<std::map<std::string, std::vector<pg::Conn*>>> RolloutContext::OtherEnds(
+    const std::vector<Pair>& pairs, bool by_target) {
+  std::map<std::string, std::vector<pg::Conn*>> out;
+  for (const Pair& p : pairs) {
+    auto other = Node(by_target ? p.source : p.target);
+    if (!other.ok()) return other.status();
+    std::vector<pg::Conn*>& ends = out[by_target ? p.target : p.source];
+    if (std::find(ends.begin(), ends.end(), *other) == ends.end()) ends.push_back(*other);
+  }
+  return out;
 }
 
 absl::StatusOr<std::unique_ptr<pg::Conn>> RolloutContext::Connect(const std::string& node) const {

@@ -105,6 +105,10 @@ class RolloutContext {
   absl::StatusOr<pg::Conn*> Node(const std::string& node);
   // The connections to pair `p`'s source and target (Node of each).
   absl::StatusOr<std::pair<pg::Conn*, pg::Conn*>> Ends(const Pair& p);
+  // The connections to the other ends of `pairs`, each once: by target node its sources
+  // (`by_target`), or by source node its targets.
+  absl::StatusOr<std::map<std::string, std::vector<pg::Conn*>>> OtherEnds(
+      const std::vector<Pair>& pairs, bool by_target);
   // A new connection to `node` of its own (the gate's pause and snapshots).
   absl::StatusOr<std::unique_ptr<pg::Conn>> Connect(const std::string& node) const;
   const std::string& Dsn(const std::string& node) const;

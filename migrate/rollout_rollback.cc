@@ -2,7 +2,6 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
-#include <algorithm>
 #include <map>
 
 #include "rollout_node.h"
@@ -44,6 +43,21 @@ absl::Status Unwind(RolloutContext& ctx, bool abort) {
   const bool aborting = ctx.state().migration.state == kMigrationAborting;
   const std::string kind = aborting ? "abort" : "rollback";
   return ctx.RunStep(0, kind, [&]() -> absl::Status {
+    // 0. Before anything is fenced: what continuing the sources' ids needs (the scans).
+    std::vector<Pair> switched_pairs;
+    for (int w : switched) {
+      for (const Pair& p : ctx.Pairs(w)) switched_pairs.push_back(p);
+    }
+    auto targets_of = ctx.OtherEnds(switched_pairs, /*by_target=*/false);
+    if (!targets_of.ok()) return targets_of.status();
+    std::map<std::string, std::vector<IdColumn>> ids;
+    for (const auto& [source, targets] : *targets_of) {
+      auto c = ctx.Node(source);
+      if (!c.ok()) return c.status();
+      auto columns = PrepareContinueSequences(targets, **c, *ctx.Result());
+      if (!columns.ok()) return columns.status();
+      ids[source] = *std::move(columns);
+    }
     // 1. Targets of switched waves: fence, wait out transactions older than the fence, and
     //    wait for reverse replication to deliver everything written there up to then.
     for (int w : switched) {
@@ -71,19 +85,10 @@ absl::Status Unwind(RolloutContext& ctx, bool abort) {
     }
     // 1b. Ids continue on the sources past every id the targets handed out (delivered by
     //     reverse replication above) and every position of the targets' sequences.
-    std::map<std::string, std::vector<pg::Conn*>> targets_of;
-    for (int w : switched) {
-      for (const Pair& p : ctx.Pairs(w)) {
-        auto t = ctx.Node(p.target);
-        if (!t.ok()) return t.status();
-        std::vector<pg::Conn*>& of = targets_of[p.source];
-        if (std::find(of.begin(), of.end(), *t) == of.end()) of.push_back(*t);
-      }
-    }
-    for (const auto& [source, targets] : targets_of) {
+    for (const auto& [source, columns] : ids) {
       auto c = ctx.Node(source);
       if (!c.ok()) return c.status();
-      auto moved = ContinueSequencesPast(targets, **c, *ctx.Result());
+      auto moved = ContinueSequencesPast(columns, targets_of->at(source), **c);
       if (!moved.ok()) return moved.status();
       for (const std::string& m : *moved) ctx.Log(fmt::format("{}: {}", kind, m));
     }

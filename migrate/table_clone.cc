@@ -134,13 +134,13 @@ absl::Status CopyRows(pg::Conn& source, pg::Conn& target, const TableInfo& info,
   return status;
 }
 
-// A column's sequence on one node: its quoted name, increment and last value (pg_sequences:
-// unset before the first nextval).
+// A column's sequence on one node, from the catalogs: its quoted name, its increment, and
+// whether an index leads with the column (then max() is an index probe).
 struct ColumnSequence {
   std::string column;
   std::string sequence;  // quoted, schema-qualified
   std::int64_t increment = 1;
-  std::optional<std::int64_t> last_value;
+  bool indexed = false;
 };
 
 // The sequences behind `quoted`'s columns on `conn` (identity sequences and those a default
@@ -149,7 +149,8 @@ absl::StatusOr<std::vector<ColumnSequence>> ReadColumnSequences(pg::Conn& conn,
                                                                 const std::string& quoted) {
   auto r = conn.Exec(
       "SELECT a.attname, quote_ident(n.nspname) || '.' || quote_ident(s.relname), "
-      "q.seqincrement, ps.last_value "
+      "q.seqincrement, EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid "
+      "  AND i.indkey[0] = a.attnum AND i.indpred IS NULL) "
       "FROM pg_attribute a JOIN LATERAL ("
       "  SELECT dep.objid AS seq FROM pg_depend dep "
       "  WHERE dep.classid = 'pg_class'::regclass AND dep.refclassid = 'pg_class'::regclass "
@@ -161,79 +162,144 @@ absl::StatusOr<std::vector<ColumnSequence>> ReadColumnSequences(pg::Conn& conn,
       "  WHERE d.adrelid = a.attrelid AND d.adnum = a.attnum) x ON true "
       "JOIN pg_class s ON s.oid = x.seq AND s.relkind = 'S' "
       "JOIN pg_namespace n ON n.oid = s.relnamespace JOIN pg_sequence q ON q.seqrelid = s.oid "
-      "JOIN pg_sequences ps ON ps.schemaname = n.nspname AND ps.sequencename = s.relname "
       "WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped "
       "ORDER BY a.attnum, 2",
       {quoted});
   if (!r.ok()) return r.status();
   std::vector<ColumnSequence> out;
   for (int i = 0; i < r->rows(); ++i) {
-    ColumnSequence c{r->String(i, 0), r->String(i, 1), r->Int64Or0(i, 2), std::nullopt};
-    if (!r->IsNull(i, 3)) c.last_value = r->Int64Or0(i, 3);
-    out.push_back(std::move(c));
+    out.push_back(
+        ColumnSequence{r->String(i, 0), r->String(i, 1), r->Int64Or0(i, 2), r->Text(i, 3) == "t"});
   }
   return out;
 }
 
+// The furthest of `a` and `b` in the direction of `increment` (either may be unset).
+std::optional<std::int64_t> Further(std::optional<std::int64_t> a, std::optional<std::int64_t> b,
+                                    std::int64_t increment) {
+  if (!a) return b;
+  if (!b) return a;
+  return increment > 0 ? std::max(*a, *b) : std::min(*a, *b);
+}
+
 }  // namespace
 
-absl::StatusOr<std::vector<std::string>> ContinueSequencesPast(const std::vector<pg::Conn*>& from,
+absl::StatusOr<std::vector<IdColumn>> PrepareContinueSequences(const std::vector<pg::Conn*>& from,
                                                                pg::Conn& to,
                                                                const ShardMap& map) {
-  std::vector<std::string> moved;
+  std::vector<IdColumn> out;
   for (const TableConfig& t : map.tables()) {
     if (t.reference) continue;
-    const std::string where = fmt::format("node {}: table {}: continuing ids", to.node(), t.name);
+    const std::string where = fmt::format("node {}: table {}: reading its ids", to.node(), t.name);
     const std::string quoted = to.QuoteQualified(t.name);
     auto mine = ReadColumnSequences(to, quoted);
     if (!mine.ok()) return WithPrefix(mine.status(), where);
     if (mine->empty()) continue;
-    // Per column: the furthest value in the sequence's direction of any source's sequence
-    // and of the column on this node.
-    std::map<std::string, std::int64_t> goal;
-    auto further = [&](const ColumnSequence& c, std::int64_t v) {
-      auto [it, fresh] = goal.try_emplace(c.column, v);
-      if (!fresh) it->second = c.increment > 0 ? std::max(it->second, v) : std::min(it->second, v);
-    };
+    const std::size_t first = out.size();
+    for (const ColumnSequence& m : *mine) {
+      out.push_back(IdColumn{t.name, m.column, m.sequence, m.increment, m.indexed, std::nullopt,
+                             {}});
+    }
     for (pg::Conn* f : from) {
       auto theirs = ReadColumnSequences(*f, f->QuoteQualified(t.name));
       if (!theirs.ok()) {
-        return WithPrefix(theirs.status(), fmt::format("{} (node {}'s sequences)", where,
-                                                       f->node()));
+        return WithPrefix(theirs.status(), fmt::format("node {}: table {}: reading its ids",
+                                                       f->node(), t.name));
       }
       for (const ColumnSequence& c : *theirs) {
-        for (const ColumnSequence& m : *mine) {
-          if (m.column == c.column && c.last_value) further(m, *c.last_value);
+        for (std::size_t i = first; i < out.size(); ++i) {
+          if (out[i].column == c.column) out[i].source_sequences[f->node()] = c.sequence;
         }
       }
     }
-    std::string held;
-    for (const ColumnSequence& m : *mine) {
-      held += fmt::format("{}{}({})::bigint", held.empty() ? "" : ", ",
-                          m.increment > 0 ? "max" : "min", to.QuoteIdent(m.column));
+    // The scans, now rather than in the window: the extremes of the columns no index leads.
+    std::string scan;
+    for (std::size_t i = first; i < out.size(); ++i) {
+      if (out[i].indexed) continue;
+      scan += fmt::format("{}{}({})::bigint", scan.empty() ? "" : ", ",
+                          out[i].increment > 0 ? "max" : "min", to.QuoteIdent(out[i].column));
     }
-    auto extremes = to.Exec(fmt::format("SELECT {} FROM {}", held, quoted));
-    if (!extremes.ok()) return WithPrefix(extremes.status(), where);
-    for (std::size_t i = 0; i < mine->size(); ++i) {
-      const int col = static_cast<int>(i);
-      if (!extremes->IsNull(0, col)) further((*mine)[i], extremes->Int64Or0(0, col));
-    }
-    for (const ColumnSequence& m : *mine) {
-      auto g = goal.find(m.column);
-      if (g == goal.end()) continue;
-      const bool behind = !m.last_value || (m.increment > 0 ? *m.last_value < g->second
-                                                            : *m.last_value > g->second);
-      if (!behind) continue;  // never backwards
-      // setval(g, true): the next value is g + increment, past everything read above.
-      auto set = to.Exec("SELECT setval($1::regclass, $2::bigint, true)",
-                         {m.sequence, std::to_string(g->second)});
-      if (!set.ok()) return WithPrefix(set.status(), where);
-      moved.push_back(fmt::format("node {}: sequence {} of {}.{}: {} -> {}", to.node(), m.sequence,
-                                  t.name, m.column,
-                                  m.last_value ? std::to_string(*m.last_value) : "unused",
-                                  g->second));
+    if (scan.empty()) continue;
+    auto r = to.Exec(fmt::format("SELECT {} FROM {}", scan, quoted));
+    if (!r.ok()) return WithPrefix(r.status(), where);
+    int col = 0;
+    for (std::size_t i = first; i < out.size(); ++i) {
+      if (out[i].indexed) continue;
+      if (!r->IsNull(0, col)) out[i].scanned = r->Int64Or0(0, col);
+      ++col;
     }
   }
+  return out;
+}
+
+absl::StatusOr<std::vector<std::string>> ContinueSequencesPast(
+    const std::vector<IdColumn>& columns, const std::vector<pg::Conn*>& from, pg::Conn& to) {
+  if (columns.empty()) return std::vector<std::string>{};
+  const std::string where = fmt::format("node {}: continuing ids", to.node());
+  std::vector<std::optional<std::int64_t>> goal;
+  for (const IdColumn& c : columns) goal.push_back(c.scanned);
+  // Each source: the positions of its sequences, one statement.
+  for (pg::Conn* f : from) {
+    std::string select;
+    pg::Params params;
+    std::vector<std::size_t> of;
+    for (std::size_t i = 0; i < columns.size(); ++i) {
+      auto it = columns[i].source_sequences.find(f->node());
+      if (it == columns[i].source_sequences.end()) continue;
+      params.push_back(it->second);
+      select += fmt::format("{}pg_sequence_last_value(${}::regclass)", select.empty() ? "" : ", ",
+                            params.size());
+      of.push_back(i);
+    }
+    if (select.empty()) continue;
+    auto r = f->Exec("SELECT " + select, params);
+    if (!r.ok()) {
+      return WithPrefix(r.status(), fmt::format("{} (node {}'s sequences)", where, f->node()));
+    }
+    for (std::size_t k = 0; k < of.size(); ++k) {
+      const int col = static_cast<int>(k);
+      if (r->IsNull(0, col)) continue;
+      goal[of[k]] = Further(goal[of[k]], r->Int64Or0(0, col), columns[of[k]].increment);
+    }
+  }
+  // This node, one statement: its own positions and the indexed columns' extremes (probes).
+  std::string select;
+  pg::Params params;
+  for (const IdColumn& c : columns) {
+    params.push_back(c.sequence);
+    select += fmt::format("{}pg_sequence_last_value(${}::regclass), {}", select.empty() ? "" : ", ",
+                          params.size(),
+                          c.indexed ? fmt::format("(SELECT {}({})::bigint FROM {})",
+                                                  c.increment > 0 ? "max" : "min",
+                                                  to.QuoteIdent(c.column),
+                                                  to.QuoteQualified(c.table))
+                                    : std::string("NULL::bigint"));
+  }
+  auto mine = to.Exec("SELECT " + select, params);
+  if (!mine.ok()) return WithPrefix(mine.status(), where);
+  // The sequences behind their goal, set in one statement; never backwards.
+  std::string set;
+  pg::Params set_params;
+  std::vector<std::string> moved;
+  for (std::size_t i = 0; i < columns.size(); ++i) {
+    const IdColumn& c = columns[i];
+    const int col = static_cast<int>(2 * i);
+    std::optional<std::int64_t> position;
+    if (!mine->IsNull(0, col)) position = mine->Int64Or0(0, col);
+    if (!mine->IsNull(0, col + 1)) goal[i] = Further(goal[i], mine->Int64Or0(0, col + 1), c.increment);
+    if (!goal[i] || Further(position, goal[i], c.increment) == position) continue;
+    set_params.push_back(c.sequence);
+    set_params.push_back(std::to_string(*goal[i]));
+    // setval(g, true): the next value is g + increment, past everything read above.
+    set += fmt::format("{}setval(${}::regclass, ${}::bigint, true)", set.empty() ? "" : ", ",
+                       set_params.size() - 1, set_params.size());
+    moved.push_back(fmt::format("node {}: sequence {} of {}.{}: {} -> {}", to.node(), c.sequence,
+                                c.table, c.column,
+                                position ? std::to_string(*position) : "unused", *goal[i]));
+  }
+  if (set.empty()) return moved;
+  auto r = to.Exec("SELECT " + set, set_params);
+  if (!r.ok()) return WithPrefix(r.status(), where);
   return moved;
 }
 

@@ -20,6 +20,9 @@
 // out, at a switch of writes (and back, at a rollback).
 #pragma once
 
+#include <cstdint>
+#include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -100,20 +103,44 @@ absl::Status CheckRolesOnTarget(pg::Conn& target, const TableInfo& info,
 absl::Status CloneTable(pg::Conn& source, pg::Conn& target, const TableInfo& info,
                         const TableConfig& table, bool with_rows = false);
 
-// Ids continue on `to` after it takes over rows from the nodes `from`: for every sharded table
-// of `map`, every serial or identity sequence on `to` is set past the furthest of (each `from`
-// node's sequence of the same column, pg_sequences.last_value) and (the column's greatest value
-// on `to`), in the sequence's direction; a sequence already past is never moved back. Call it
-// while `from` take no writes into the moved ranges and `to` not yet (inside the write window,
-// after the targets caught up with the fence; at a rollback, after reverse replication
-// delivered the targets' writes), so that no id `to` hands out afterwards is one it holds.
-// Cost per table: one catalog read per node, one max() over the column on `to` (an index probe
-// when an index leads with the column, else a scan of `to`'s table), one setval per sequence
-// moved. Not atomic with a nextval on `to` in between (none on a target that owns nothing of
-// the table yet). Returns one line per sequence moved ("node n3: sequence public.orders_id_seq
-// of orders.id: 1500 -> 101500"); errors name the node and table.
-absl::StatusOr<std::vector<std::string>> ContinueSequencesPast(const std::vector<pg::Conn*>& from,
+// Ids continue on a node that takes over rows from other nodes (`to`, taking rows from `from`):
+// every serial or identity sequence of every sharded table on `to` is set past the furthest of
+// (each `from` node's sequence of the same column) and (the column's greatest value on `to`),
+// in the sequence's direction; a sequence already past is never moved back. So no id `to`
+// hands out afterwards is one it holds. In two parts, so that the part inside the write window
+// is a few round trips whatever the table sizes:
+//   PrepareContinueSequences, before the window: the catalogs of `to` and of every `from`
+//     (which sequence each column draws from, whether an index leads with the column), and a
+//     scan of `to`'s table for the columns no index leads (max() of those is a full scan);
+//   ContinueSequencesPast, in the window (while `from` take no writes into the moved ranges and
+//     `to` not yet): one statement per `from` node (its sequences' positions), one on `to` (its
+//     positions and the indexed columns' extremes, index probes), one setval statement.
+// Rows that arrive on `to` between the two parts with an id above every `from` sequence (an id
+// the application chose itself, in an unindexed column) are not seen; a source would hand out
+// such an id itself later, so the application does not write them. setval is not atomic with a
+// nextval on `to` between the read and the set (none on a node that owns nothing of the table
+// yet; a rollback's sources run it while their other ranges take writes).
+
+// A sequence-backed column of a sharded table on the node taking rows over.
+struct IdColumn {
+  std::string table;     // as the map names it
+  std::string column;    // unquoted
+  std::string sequence;  // on the node, quoted and schema-qualified
+  std::int64_t increment = 1;
+  bool indexed = false;  // an index leads with the column: its max() is read in the window
+  std::optional<std::int64_t> scanned;  // not indexed: its extreme, read before the window
+  std::map<std::string, std::string> source_sequences;  // by `from` node: its sequence, quoted
+};
+
+// Before the window (see above). Errors name the node and table.
+absl::StatusOr<std::vector<IdColumn>> PrepareContinueSequences(const std::vector<pg::Conn*>& from,
                                                                pg::Conn& to,
                                                                const ShardMap& map);
+
+// In the window (see above), with what PrepareContinueSequences returned for the same nodes.
+// Returns one line per sequence moved ("node n3: sequence public.orders_id_seq of orders.id:
+// 1500 -> 101500"); errors name the node.
+absl::StatusOr<std::vector<std::string>> ContinueSequencesPast(
+    const std::vector<IdColumn>& columns, const std::vector<pg::Conn*>& from, pg::Conn& to);
 
 }  // namespace shardline::migrate
