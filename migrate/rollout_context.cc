@@ -208,6 +208,37 @@ absl::StatusOr<std::map<std::string, std::vector<pg::Conn*>>> RolloutContext::Ot
   return out;
 }
 
+absl::StatusOr<RolloutContext::IdColumnsByNode> RolloutContext::PrepareIds(
+    const std::vector<Pair>& pairs, bool on_targets) {
+  auto others = OtherEnds(pairs, on_targets);
+  if (!others.ok()) return others.status();
+  IdColumnsByNode out;
+  for (const auto& [node, from] : *others) {
+    auto c = Node(node);
+    if (!c.ok()) return c.status();
+    auto columns = PrepareContinueSequences(from, **c, *Result());
+    if (!columns.ok()) return columns.status();
+    out[node] = *std::move(columns);
+  }
+  return out;
+}
+
+absl::Status RolloutContext::ContinueIds(const std::vector<Pair>& pairs, bool on_targets,
+                                         const IdColumnsByNode& ids, std::string_view why) {
+  auto others = OtherEnds(pairs, on_targets);
+  if (!others.ok()) return others.status();
+  for (const auto& [node, from] : *others) {
+    auto c = Node(node);
+    if (!c.ok()) return c.status();
+    auto it = ids.find(node);
+    if (it == ids.end()) continue;
+    auto moved = ContinueSequencesPast(it->second, from, **c);
+    if (!moved.ok()) return moved.status();
+    for (const std::string& m : *moved) Log(fmt::format("{}: {}", why, m));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<pg::Conn>> RolloutContext::Connect(const std::string& node) const {
   const int i = Result()->NodeIndex(node);
   if (i < 0) {

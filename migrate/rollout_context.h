@@ -27,6 +27,7 @@
 #include "rollout.h"
 #include "rollout_node.h"
 #include "rollout_store.h"
+#include "table_clone.h"
 
 namespace shardline::migrate {
 
@@ -136,6 +137,16 @@ class RolloutContext {
   // after that: every write into the ranges, of any isolation level, is before it.
   absl::StatusOr<std::string> FenceAndDrain(pg::Conn& conn, const HashRangeList& ranges, int w,
                                             std::string_view why);
+
+  // Ids continue on the nodes of one side of `pairs` (the targets, `on_targets`, taking rows
+  // from their sources; or the sources taking them back from their targets): PrepareIds before
+  // the nodes are fenced (catalogs and scans), ContinueIds once the side has every row and
+  // before it takes writes (a few round trips per node), logging each sequence moved after
+  // `why`. See table_clone.h (PrepareContinueSequences, ContinueSequencesPast).
+  using IdColumnsByNode = std::map<std::string, std::vector<IdColumn>>;
+  absl::StatusOr<IdColumnsByNode> PrepareIds(const std::vector<Pair>& pairs, bool on_targets);
+  absl::Status ContinueIds(const std::vector<Pair>& pairs, bool on_targets,
+                           const IdColumnsByNode& ids, std::string_view why);
 
   // Waits (at most router_wait) until every live router applies `version` (or later).
   // DeadlineExceeded naming the routers behind.

@@ -2,12 +2,9 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
-#include <map>
-
 #include "rollout_node.h"
 #include "rollout_phases.h"
 #include "rollout_waves.h"
-#include "table_clone.h"
 
 namespace shardline::migrate {
 
@@ -48,16 +45,8 @@ absl::Status Unwind(RolloutContext& ctx, bool abort) {
     for (int w : switched) {
       for (const Pair& p : ctx.Pairs(w)) switched_pairs.push_back(p);
     }
-    auto targets_of = ctx.OtherEnds(switched_pairs, /*by_target=*/false);
-    if (!targets_of.ok()) return targets_of.status();
-    std::map<std::string, std::vector<IdColumn>> ids;
-    for (const auto& [source, targets] : *targets_of) {
-      auto c = ctx.Node(source);
-      if (!c.ok()) return c.status();
-      auto columns = PrepareContinueSequences(targets, **c, *ctx.Result());
-      if (!columns.ok()) return columns.status();
-      ids[source] = *std::move(columns);
-    }
+    auto ids = ctx.PrepareIds(switched_pairs, /*on_targets=*/false);
+    if (!ids.ok()) return ids.status();
     // 1. Targets of switched waves: fence, wait out transactions older than the fence, and
     //    wait for reverse replication to deliver everything written there up to then.
     for (int w : switched) {
@@ -85,12 +74,8 @@ absl::Status Unwind(RolloutContext& ctx, bool abort) {
     }
     // 1b. Ids continue on the sources past every id the targets handed out (delivered by
     //     reverse replication above) and every position of the targets' sequences.
-    for (const auto& [source, columns] : ids) {
-      auto c = ctx.Node(source);
-      if (!c.ok()) return c.status();
-      auto moved = ContinueSequencesPast(columns, targets_of->at(source), **c);
-      if (!moved.ok()) return moved.status();
-      for (const std::string& m : *moved) ctx.Log(fmt::format("{}: {}", kind, m));
+    if (auto s = ctx.ContinueIds(switched_pairs, /*on_targets=*/false, *ids, kind); !s.ok()) {
+      return s;
     }
     // 2. Sources take writes again, before the map sends writers back to them (a router that
     //    meets the targets' fence waits for that map and retries on the source). The targets

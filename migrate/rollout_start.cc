@@ -128,11 +128,15 @@ void WarnPerNodeSequences(const TableInfo& info, const TableConfig& table, std::
     const bool pk = std::find(info.primary_key.begin(), info.primary_key.end(), c.name) !=
                     info.primary_key.end();
     if (c.name != table.key && !pk) continue;
-    log(fmt::format(
-        "warning: node {}: table {}: {} column {} draws from sequence {}.{}: per-node sequence: "
-        "unique per node, not across nodes; use Router::NextId for global ids",
-        node, table.name, c.name == table.key ? "shard-key" : "primary-key", c.name,
-        c.sequences.front().schema, c.sequences.front().name));
+    const std::string what =
+        c.identity != '\0'
+            ? fmt::format("is an identity column (sequence {}.{})", c.sequences.front().schema,
+                          c.sequences.front().name)
+            : fmt::format("defaults to {}", c.default_expr);
+    log(fmt::format("warning: node {}: table {}: {} {} {}, a per-node sequence: unique per node, "
+                    "not across nodes; use Router::NextId for global ids",
+                    node, table.name, c.name == table.key ? "shard key" : "primary-key column",
+                    c.name, what));
   }
 }
 
@@ -245,8 +249,8 @@ absl::StatusOr<std::int64_t> StartRollout(const RolloutOptions& options,
       }
       CheckShardable(*info, t, result.key_type(), s, problems);
       CheckPublishable(*info, t, s, problems);
+      WarnPerNodeSequences(*info, t, s, log);
       if (!source_info.count(t.name)) {
-        WarnPerNodeSequences(*info, t, s, log);
         source_info[t.name] = *info;
         source_of_info[t.name] = s;
       }

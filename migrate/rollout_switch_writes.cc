@@ -1,16 +1,16 @@
 // Phase switch writes of a wave (the write window): see rollout_phases.h. It reads as its
-// steps: CatchUpUnfenced, PrepareReverse, PrepareIds, (window opens) FenceSources, WaitTargetsStopForward,
-// ContinueSequences, StartReverse, PublishOwners (window closes), DropForward, ReverseRunning. The window has a deadline
-// (RolloutOptions::write_window): when the targets have not caught up or reverse replication has
-// not started by then, RevertWindow unfences the sources (they keep the ranges; nothing was
-// published) and the step fails saying so, to be run again.
+// steps: CatchUpUnfenced, PrepareReverse, PrepareIds, (window opens) FenceSources,
+// WaitTargetsStopForward, ContinueSequences, StartReverse, PublishOwners (window closes),
+// DropForward, ReverseRunning. The window has a deadline (RolloutOptions::write_window): when
+// the targets have not caught up or reverse replication has not started by then, RevertWindow
+// unfences the sources (they keep the ranges; nothing was published) and the step fails saying
+// so, to be run again.
 #include <fmt/format.h>
 
 #include <map>
 
 #include "rollout_node.h"
 #include "rollout_phases.h"
-#include "table_clone.h"
 
 namespace shardline::migrate {
 namespace {
@@ -122,39 +122,14 @@ absl::Status WaitTargetsStopForward(RolloutContext& ctx, int w, const std::vecto
   return absl::OkStatus();
 }
 
-// Before the window, what ContinueSequences needs: each target's sequence-backed columns, its
-// sources' sequences of them, and the scans for the columns no index leads (table_clone.h).
-using IdColumnsByTarget = std::map<std::string, std::vector<IdColumn>>;
-absl::StatusOr<IdColumnsByTarget> PrepareIds(RolloutContext& ctx, const std::vector<Pair>& pairs) {
-  auto sources_of = ctx.OtherEnds(pairs, /*by_target=*/true);
-  if (!sources_of.ok()) return sources_of.status();
-  IdColumnsByTarget out;
-  for (const auto& [target, sources] : *sources_of) {
-    auto t_node = ctx.Node(target);
-    if (!t_node.ok()) return t_node.status();
-    auto columns = PrepareContinueSequences(sources, **t_node, *ctx.Result());
-    if (!columns.ok()) return columns.status();
-    out[target] = *std::move(columns);
-  }
-  return out;
-}
-
 // Ids continue on the new owners: each target's serial and identity sequences are set past every
 // position its sources' sequences reached and every id it holds (the sources are fenced and the
 // target has their last rows; the target owns nothing of the ranges yet), so it never hands out
-// an id it already holds. A few round trips per target.
+// an id it already holds. A few round trips per target: the catalogs and scans were read before
+// the window (RolloutContext::PrepareIds).
 absl::Status ContinueSequences(RolloutContext& ctx, int w, const std::vector<Pair>& pairs,
-                               const IdColumnsByTarget& ids) {
-  auto sources_of = ctx.OtherEnds(pairs, /*by_target=*/true);
-  if (!sources_of.ok()) return sources_of.status();
-  for (const auto& [target, sources] : *sources_of) {
-    auto t_node = ctx.Node(target);
-    if (!t_node.ok()) return t_node.status();
-    auto moved = ContinueSequencesPast(ids.at(target), sources, **t_node);
-    if (!moved.ok()) return moved.status();
-    for (const std::string& m : *moved) ctx.Log(fmt::format("wave {}: {}", w, m));
-  }
-  return absl::OkStatus();
+                               const RolloutContext::IdColumnsByNode& ids) {
+  return ctx.ContinueIds(pairs, /*on_targets=*/true, ids, fmt::format("wave {}", w));
 }
 
 // Reverse replication target -> source, from right after the rows forward replication applied,
@@ -328,7 +303,7 @@ absl::Status SwitchWrites(RolloutContext& ctx, int w) {
   const std::vector<Pair> pairs = ctx.Pairs(w);
   if (auto s = CatchUpUnfenced(ctx, w, pairs); !s.ok()) return s;
   if (auto s = PrepareReverse(ctx, w, pairs); !s.ok()) return s;
-  auto ids = PrepareIds(ctx, pairs);
+  auto ids = ctx.PrepareIds(pairs, /*on_targets=*/true);  // before the window: scans
   if (!ids.ok()) return ids.status();
   ctx.Point("writes:reverse_prepared");
   // Recorded before the fence (a rerun keeps the first time: the window is what writers saw).

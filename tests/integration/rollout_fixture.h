@@ -41,6 +41,23 @@ using Json = nlohmann::json;
 constexpr int kInitialRows = 3000;
 constexpr int kRanges = 8;
 
+// The options of a test's writing Router: following the catalog, or `map_file` when given.
+inline RouterOptions WriterRouterOptions(const std::string& catalog_dsn,
+                                         const std::string& map_file = "") {
+  RouterOptions o;
+  if (map_file.empty()) {
+    o.catalog_dsn = catalog_dsn;
+  } else {
+    o.map_file = map_file;
+  }
+  o.map_poll_interval = std::chrono::milliseconds(100);
+  // A fenced write waits for the new map at most this long: generous, so that a slow
+  // machine does not turn a write window into errors.
+  o.pool.checkout_timeout = std::chrono::seconds(10);
+  o.log_sink = [](LogLevel, std::string_view) {};
+  return o;
+}
+
 // Writes through a Router on its own thread: upserts of random keys (existing and new), and
 // records the last acknowledged value of every key. The router follows the catalog, or
 // `map_file` when given (a service whose map names its own role). Thread-safe accessors.
@@ -51,15 +68,7 @@ class Writer {
   ~Writer() { Stop(); }
 
   void Start() {
-    RouterOptions o;
-    (map_file_.empty() ? o.catalog_dsn : o.map_file) =
-        map_file_.empty() ? catalog_dsn_ : map_file_;
-    o.map_poll_interval = std::chrono::milliseconds(100);
-    // A fenced write waits for the new map at most this long: generous, so that a slow
-    // machine does not turn a write window into errors.
-    o.pool.checkout_timeout = std::chrono::seconds(10);
-    o.log_sink = [](LogLevel, std::string_view) {};
-    auto r = Router::Create(o);
+    auto r = Router::Create(WriterRouterOptions(catalog_dsn_, map_file_));
     ASSERT_TRUE(r.ok()) << r.status();
     router_ = std::move(*r);
     thread_ = std::thread([this] { Run(); });

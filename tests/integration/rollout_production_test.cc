@@ -88,12 +88,7 @@ class IdInserter {
       : catalog_dsn_(std::move(catalog_dsn)), seed_(seed) {}
   ~IdInserter() { Stop(); }
   void Start() {
-    RouterOptions o;
-    o.catalog_dsn = catalog_dsn_;
-    o.map_poll_interval = std::chrono::milliseconds(100);
-    o.pool.checkout_timeout = std::chrono::seconds(10);
-    o.log_sink = [](LogLevel, std::string_view) {};
-    auto r = Router::Create(o);
+    auto r = Router::Create(WriterRouterOptions(catalog_dsn_));
     ASSERT_TRUE(r.ok()) << r.status();
     router_ = std::move(*r);
     thread_ = std::thread([this] {
@@ -308,10 +303,13 @@ TEST_F(ProductionShapeTest, IdsContinueOnTheNewOwnerPastEverySourcesSequence) {
   inserter.Start();
   ASSERT_TRUE(inserter.WaitForMore(100));
   CommandResult start = Cli({"rollout", "start", "--plan", plan_, "--waves", "100%"}, 0);
-  EXPECT_THAT(start.out, HasSubstr("table orders: primary-key column id draws from sequence "
-                                   "public.orders_id_seq: per-node sequence: unique per node, "
-                                   "not across nodes; use Router::NextId for global ids"));
-  EXPECT_THAT(start.out, HasSubstr("table events: primary-key column id"));
+  EXPECT_THAT(start.out, HasSubstr("warning: node n1: table orders: primary-key column id "
+                                   "defaults to nextval('orders_id_seq'::regclass), a per-node "
+                                   "sequence: unique per node, not across nodes; use "
+                                   "Router::NextId for global ids"));
+  EXPECT_THAT(start.out, HasSubstr("warning: node n2: table events: primary-key column id is an "
+                                   "identity column (sequence public.events_id_seq), a per-node "
+                                   "sequence"));
   ASSERT_TRUE(inserter.WaitForMore(200));  // ids allocated on the sources after start
   ASSERT_NO_FATAL_FAILURE(RunUntil(1, "writes_switched"));
   ASSERT_TRUE(inserter.WaitForMore(200));  // and on n3 after the switch
