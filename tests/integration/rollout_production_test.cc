@@ -9,6 +9,7 @@
 #include <random>
 
 #include "rollout_fixture.h"
+#include "table_clone.h"
 
 namespace shardline::testing {
 namespace {
@@ -454,6 +455,39 @@ TEST_F(ProductionShapeTest, StartCreatesReferenceTablesWithTheirRowsAndChecksExi
   // A join over the reference table on the new owner.
   EXPECT_GT(Count(2, "SELECT count(*) FROM users u JOIN countries c ON c.code = 'de'"), 0);
   Cli({"rollout", "cleanup", "--migration", "1"}, 0);
+}
+
+// The clone's ACLs are the source's exactly: a privilege the owner revoked from itself stays
+// revoked, column privileges and a grant option are reproduced (compared as aclitem[] text).
+TEST_F(ProductionShapeTest, CloneReproducesTableAndColumnPrivileges) {
+  auto source = ConnectOrDie(db_->node_dsn(0));
+  auto target = ConnectOrDie(db_->node_dsn(2));
+  const std::string svc = source->QuoteIdent(service_);
+  auto s = source->ExecScript(fmt::format(
+      "CREATE TABLE accounts (user_id bigint PRIMARY KEY, secret text, v int);"
+      "REVOKE DELETE ON accounts FROM app;"
+      "GRANT SELECT (user_id, v), UPDATE (v) ON accounts TO {0};"
+      "GRANT INSERT ON accounts TO {0} WITH GRANT OPTION;",
+      svc));
+  ASSERT_TRUE(s.ok()) << s;
+  auto info = migrate::DescribeTable(*source, "accounts");
+  ASSERT_TRUE(info.ok()) << info.status();
+  TableConfig table;
+  table.name = "accounts";
+  table.key = "user_id";
+  ASSERT_TRUE(migrate::CloneTable(*source, *target, *info, table).ok());
+  const std::string acl_sql =
+      "SELECT pg_get_userbyid(relowner) || ' ' || relacl::text || ' ' || (SELECT "
+      "string_agg(attname || '=' || attacl::text, ' ' ORDER BY attnum) FROM pg_attribute WHERE "
+      "attrelid = 'accounts'::regclass AND attacl IS NOT NULL) FROM pg_class WHERE oid = "
+      "'accounts'::regclass";
+  auto want = source->Exec(acl_sql);
+  auto got = target->Exec(acl_sql);
+  ASSERT_TRUE(want.ok() && got.ok());
+  EXPECT_EQ(got->String(0, 0), want->String(0, 0));
+  EXPECT_THAT(got->String(0, 0), HasSubstr(fmt::format("{}=a*/app", service_)));
+  EXPECT_THAT(got->String(0, 0), HasSubstr(fmt::format("v={{{}=rw/app}}", service_)));
+  EXPECT_THAT(got->String(0, 0), ::testing::Not(HasSubstr("app=arwdDxt/app")));  // no DELETE
 }
 
 }  // namespace
