@@ -44,9 +44,6 @@ struct RolloutOptions {
   // nodes): no statement waits without bound. Default 5 min / 10 s.
   std::chrono::milliseconds statement_timeout{std::chrono::minutes(5)};
   std::chrono::milliseconds lock_timeout{std::chrono::seconds(10)};
-  // After a fence commits, transactions older than it may still write unseen (REPEATABLE READ,
-  // SERIALIZABLE): they get this long to end, then they are terminated. Default 5 s.
-  std::chrono::milliseconds fence_grace{std::chrono::seconds(5)};
   // The write window's deadline: from the fence to the owner map. When the targets have not
   // caught up or reverse replication has not started by then, the step reverts by itself (the
   // sources take writes again) and fails saying so. Default 5 s.

@@ -2,7 +2,9 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <algorithm>
 #include <map>
+#include <set>
 
 #include "rollout_node.h"
 #include "rollout_phases.h"
@@ -60,6 +62,18 @@ absl::Status Cleanup(RolloutContext& ctx) {
   return ctx.RunStep(0, "cleanup", [&]() -> absl::Status {
     if (auto s = ctx.DropAllReplication(); !s.ok()) return s;
     ctx.Point("cleanup:replication_dropped");
+    // Before any row goes: a router still on a map older than the last switch is refused by
+    // the nodes whatever its statement touches (an UPDATE of a deleted row would otherwise
+    // affect 0 rows and be acknowledged).
+    std::int64_t switched_at = 0;
+    for (const WaveRecord& w : ctx.state().waves) switched_at = std::max(switched_at, w.writes_version);
+    std::set<std::string> nodes;
+    for (const RangeRecord& r : ctx.state().ranges) nodes.insert({r.source, r.target});
+    if (auto s = ctx.RaiseMapEpochs(nodes, switched_at,
+                                    fmt::format("cleanup of migration {}", ctx.id()));
+        !s.ok()) {
+      return s;
+    }
     std::map<std::pair<std::string, std::string>, HashRangeList> by_pair;
     for (const RangeRecord& r : ctx.state().ranges)
       by_pair[{r.source, r.target}].push_back({r.lo, r.hi});

@@ -350,24 +350,25 @@ absl::StatusOr<std::int64_t> RolloutContext::PublishStage(const std::vector<Wave
   return desired.version;
 }
 
-absl::StatusOr<std::string> RolloutContext::FenceAndDrain(pg::Conn& conn,
-                                                          const HashRangeList& ranges, int w,
-                                                          std::string_view why) {
+absl::StatusOr<std::string> RolloutContext::Fence(pg::Conn& conn, const HashRangeList& ranges,
+                                                  int w, std::string_view why) {
   if (auto s = WaitForPreMarkTransactions(conn, key_, std::chrono::seconds(10)); !s.ok()) {
     return s;
   }
   auto fence = FenceRanges(conn, *Result(), ranges, key_, o_.pause_lock_timeout,
                            fmt::format("rollout {} wave {}: {}", id_, w, why));
   if (!fence.ok()) return fence.status();
-  auto ended = DrainTransactionsBefore(conn, fence->fenced_at, o_.fence_grace);
-  if (!ended.ok()) return ended.status();
-  for (const std::string& e : *ended) {
-    Log(
-        fmt::format("wave {}: node {}: terminated {}: it began before the fence and was still "
-                    "open after {} ms",
-                    w, conn.node(), e, o_.fence_grace.count()));
+  return fence->lsn;
+}
+
+absl::Status RolloutContext::RaiseMapEpochs(const std::set<std::string>& nodes,
+                                            std::int64_t version, const std::string& why) {
+  for (const std::string& n : nodes) {
+    auto c = Node(n);
+    if (!c.ok()) return c.status();
+    if (auto s = RaiseMapEpoch(**c, *Result(), version, why); !s.ok()) return s;
   }
-  return CurrentLsn(conn);
+  return absl::OkStatus();
 }
 
 absl::Status RolloutContext::WaitRouters(std::int64_t version) {

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -131,12 +132,19 @@ class RolloutContext {
   absl::StatusOr<std::int64_t> PublishStage(const std::vector<WaveStep>& steps,
                                             const std::string& comment);
 
-  // Fences `ranges` on `conn` for wave `w` (under the pause lock, after waiting for
-  // transactions that predate the moving marks), then waits out transactions older than the
-  // fence (terminating them after fence_grace, said in the log), and returns the WAL position
-  // after that: every write into the ranges, of any isolation level, is before it.
-  absl::StatusOr<std::string> FenceAndDrain(pg::Conn& conn, const HashRangeList& ranges, int w,
-                                            std::string_view why);
+  // Fences `ranges` on `conn` for wave `w` (under the pause lock, after waiting for writer
+  // transactions that predate the moving marks) and returns the WAL position after the fence:
+  // every write into the ranges that the node accepted, of any isolation level, is before it.
+  // No session is waited for or terminated after the fence: a transaction whose snapshot
+  // predates it is refused by the node if it writes (schemas/node.sql, the fence epoch), and
+  // one that wrote into the ranges before it held the pause lock, which the fence waited for.
+  absl::StatusOr<std::string> Fence(pg::Conn& conn, const HashRangeList& ranges, int w,
+                                    std::string_view why);
+
+  // Raises the map epoch of every sharded table on `nodes` to `version` (schemas/node.sql): a
+  // statement a router sends on an older map is refused there, whether or not it matches rows.
+  absl::Status RaiseMapEpochs(const std::set<std::string>& nodes, std::int64_t version,
+                              const std::string& why);
 
   // Ids continue on the nodes of one side of `pairs` (the targets, `on_targets`, taking rows
   // from their sources; or the sources taking them back from their targets): PrepareIds before

@@ -47,7 +47,7 @@ constexpr std::chrono::milliseconds kPollEvery{5};
 constexpr std::chrono::milliseconds kTriggerLockTimeout{2000};
 constexpr int kTriggerLockAttempts = 5;
 // shardline.node_schema_version() of schemas/node.sql.
-constexpr std::int64_t kNodeSchemaVersion = 2;
+constexpr std::int64_t kNodeSchemaVersion = 3;
 
 // '{1,2}' and '{3,4}' for the lo / hi bigint[] parameters of `ranges`.
 std::pair<std::string, std::string> RangeArrays(const HashRangeList& ranges) {
@@ -254,63 +254,44 @@ absl::Status WaitForPreMarkTransactions(pg::Conn& conn, std::int64_t lock_key,
   const auto deadline = Clock::now() + timeout;
   for (;;) {
     auto r = conn.Exec(
-        "SELECT a.pid, a.xact_start::text, left(a.query, 80) FROM pg_stat_activity a "
+        "WITH marked AS (SELECT max(fenced_at) AS at FROM shardline.fenced_ranges "
+        "                WHERE lock_key = $1) "
+        "SELECT 'pid ' || a.pid, a.xact_start::text, left(a.query, 80) "
+        "FROM pg_stat_activity a, marked "
         "WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() "
-        "AND a.backend_type = 'client backend' AND a.xact_start IS NOT NULL "
-        "AND a.xact_start < (SELECT max(fenced_at) FROM shardline.fenced_ranges "
-        "                    WHERE lock_key = $1) "
-        "ORDER BY a.xact_start LIMIT 1",
+        "AND a.backend_type = 'client backend' AND a.backend_xid IS NOT NULL "
+        "AND a.xact_start < marked.at "
+        "UNION ALL "
+        "SELECT 'prepared transaction ' || quote_literal(p.gid), p.prepared::text, "
+        "'(COMMIT PREPARED or ROLLBACK PREPARED it)' "
+        "FROM pg_prepared_xacts p, marked "
+        "WHERE p.database = current_database() AND p.prepared < marked.at "
+        "ORDER BY 2 LIMIT 1",
         {std::to_string(lock_key)});
     if (!r.ok()) return r.status();
     if (r->rows() == 0) return absl::OkStatus();
     if (Clock::now() >= deadline) {
       return absl::FailedPreconditionError(fmt::format(
-          "node {}: transaction of pid {} open since {} began before the moving ranges were "
-          "marked, so it may write to them without pausing (query: {}); run the command again "
-          "once it ends",
+          "node {}: writer {} open since {} began before the moving ranges were marked, so it "
+          "may have written to them without pausing ({}); run the command again once it ends",
           conn.node(), r->Text(0, 0), r->Text(0, 1), r->Text(0, 2)));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
 }
 
-absl::StatusOr<std::vector<std::string>> DrainTransactionsBefore(
-    pg::Conn& conn, const std::string& since, std::chrono::milliseconds grace) {
-  static constexpr char kOlder[] =
-      "SELECT a.pid, a.xact_start::text, left(a.query, 80) FROM pg_stat_activity a "
-      "WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() "
-      "AND a.backend_type = 'client backend' AND a.xact_start IS NOT NULL "
-      "AND a.xact_start < $1::timestamptz ORDER BY a.xact_start";
-  const auto grace_end = Clock::now() + grace;
-  std::vector<std::string> ended;
-  for (;;) {
-    auto r = conn.Exec(kOlder, pg::Params{std::optional<std::string>(since)});
-    if (!r.ok()) return r.status();
-    if (r->rows() == 0) return ended;
-    if (Clock::now() >= grace_end) {
-      for (int i = 0; i < r->rows(); ++i) {
-        auto t = conn.Exec("SELECT pg_terminate_backend($1::int)", {r->String(i, 0)});
-        if (!t.ok()) return t.status();
-        ended.push_back(fmt::format("pid {} (transaction open since {}: {})", r->Text(i, 0),
-                                    r->Text(i, 1), r->Text(i, 2)));
-      }
-      // pg_terminate_backend only signals: wait for them to go, as long again.
-      const auto again = Clock::now() + grace;
-      for (;;) {
-        auto left = conn.Exec(kOlder, pg::Params{std::optional<std::string>(since)});
-        if (!left.ok()) return left.status();
-        if (left->rows() == 0) return ended;
-        if (Clock::now() >= again) {
-          return absl::DeadlineExceededError(fmt::format(
-              "node {}: pid {} (transaction open since {}, before the fence) did not end within "
-              "{} ms of being terminated; run the command again once it is gone",
-              conn.node(), left->Text(0, 0), left->Text(0, 1), grace.count()));
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
-      }
+absl::Status RaiseMapEpoch(pg::Conn& conn, const ShardMap& map, std::int64_t version,
+                           const std::string& reason) {
+  for (const TableConfig& t : map.tables()) {
+    if (t.reference) continue;
+    if (auto s = Exec(conn, "SELECT shardline.raise_map_epoch($1, $2, $3)",
+                      {t.name, std::to_string(version), reason});
+        !s.ok()) {
+      return Prefixed(s, fmt::format("node {}: raising the map epoch of {} to version {}",
+                                     conn.node(), t.name, version));
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
+  return absl::OkStatus();
 }
 
 absl::Status AcquirePause(pg::Conn& conn, std::int64_t lock_key,
@@ -321,10 +302,28 @@ absl::Status AcquirePause(pg::Conn& conn, std::int64_t lock_key,
   absl::Status s = Exec(conn, "SELECT pg_advisory_lock($1)", {std::to_string(lock_key)});
   (void)Exec(conn, "RESET lock_timeout");
   if (!s.ok()) {
-    return absl::DeadlineExceededError(
-        fmt::format("node {}: could not pause writers to the moving ranges within {} ms (a writer "
-                    "transaction is in flight): {}",
-                    conn.node(), lock_timeout.count(), Msg(s)));
+    // Name who holds the pause lock shared: a writer in flight, or a prepared transaction
+    // (it keeps its locks until COMMIT PREPARED / ROLLBACK PREPARED).
+    std::string who;
+    auto holders = conn.Exec(
+        "SELECT coalesce('pid ' || l.pid || ' (' || left(a.query, 60) || ')', "
+        "'prepared transaction ' || quote_literal(p.gid)) FROM pg_locks l "
+        "LEFT JOIN pg_stat_activity a ON a.pid = l.pid "
+        "LEFT JOIN pg_locks x ON l.pid IS NULL AND x.locktype = 'transactionid' "
+        "AND x.virtualtransaction = l.virtualtransaction "
+        "LEFT JOIN pg_prepared_xacts p ON p.transaction = x.transactionid "
+        "WHERE l.locktype = 'advisory' AND l.granted AND l.mode = 'ShareLock' "
+        "AND ((l.classid::bigint << 32) | l.objid::bigint) = $1 LIMIT 3",
+        {std::to_string(lock_key)});
+    if (holders.ok()) {
+      for (int i = 0; i < holders->rows(); ++i) {
+        who += fmt::format("{}{}", who.empty() ? "" : ", ", holders->Text(i, 0));
+      }
+    }
+    return absl::DeadlineExceededError(fmt::format(
+        "node {}: could not pause writers to the moving ranges within {} ms: held by {}; {}",
+        conn.node(), lock_timeout.count(), who.empty() ? "a writer transaction in flight" : who,
+        Msg(s)));
   }
   return absl::OkStatus();
 }

@@ -59,22 +59,20 @@ absl::Status KeepAsFences(pg::Conn& conn, std::int64_t lock_key, const HashRange
 // (a write window that is reverted: the node takes writes again, through the pause lock).
 absl::Status UnfenceToMoving(pg::Conn& conn, std::int64_t lock_key, const HashRangeList& ranges);
 
-// Waits (polling, at most `timeout`) until no transaction of this database other than ours
-// began before the moving marks of `lock_key` were stamped: such a transaction may have
-// passed the fence trigger without taking the pause lock. FailedPrecondition naming the pid
-// and its start when one is still open at the deadline.
+// Waits (polling, at most `timeout`) until no *writer* transaction of this database other
+// than ours began before the moving marks of `lock_key` were stamped, and no transaction
+// prepared before them is pending: such a transaction may have written into the ranges
+// without taking the pause lock. Readers (no transaction id yet) are not waited for: a write
+// they make later meets the marks (READ COMMITTED sees them; an older snapshot is refused by
+// the fence epoch, schemas/node.sql). FailedPrecondition naming the pid (or the prepared
+// transaction's gid) and its start when one is still open at the deadline. Never terminates.
 absl::Status WaitForPreMarkTransactions(pg::Conn& conn, std::int64_t lock_key,
                                         std::chrono::milliseconds timeout);
 
-// Waits until no transaction of this database (other than ours) that began before `since` (a
-// timestamp of this node, e.g. FenceResult::fenced_at) is still open; after `grace`, ends the
-// ones left (pg_terminate_backend: an idle transaction ignores a cancel) and waits for them to
-// go (bounded). A REPEATABLE READ or SERIALIZABLE writer whose snapshot predates a fence does
-// not see it: once it is gone, its commit, if any, is before the WAL position taken next.
-// Returns a line per terminated transaction (pid, start, query) for the caller to report.
-absl::StatusOr<std::vector<std::string>> DrainTransactionsBefore(pg::Conn& conn,
-                                                                 const std::string& since,
-                                                                 std::chrono::milliseconds grace);
+// Raises the map epoch of every sharded table of `map` on this node to `version`
+// (shardline.raise_map_epoch: never lowers it), with `reason`.
+absl::Status RaiseMapEpoch(pg::Conn& conn, const ShardMap& map, std::int64_t version,
+                           const std::string& reason);
 
 // Takes the migration's pause lock exclusively (session level) on `conn`: waits for writers in
 // flight in moving ranges (they hold it shared) and blocks new ones until ReleasePause.
@@ -86,8 +84,8 @@ absl::Status ReleasePause(pg::Conn& conn, std::int64_t lock_key);
 
 // Fences `ranges` (mode 'fence', inserting rows that are missing), under the pause lock so that
 // no writer is in flight, and returns the node's WAL insert position after the commit (every
-// READ COMMITTED write into the ranges is before it) and the node's clock after the commit
-// (DrainTransactionsBefore waits out older transactions). Blocks as AcquirePause.
+// write into the ranges that the node accepted is before it: older snapshots are refused by the
+// fence epoch) and the node's clock after the commit. Blocks as AcquirePause.
 struct FenceResult {
   std::string lsn;
   std::string fenced_at;

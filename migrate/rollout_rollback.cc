@@ -2,6 +2,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <set>
+
 #include "rollout_node.h"
 #include "rollout_phases.h"
 #include "rollout_waves.h"
@@ -53,7 +55,7 @@ absl::Status Unwind(RolloutContext& ctx, bool abort) {
       for (auto& [target, ranges] : ctx.RangesByTarget({w})) {
         auto t = ctx.Node(target);
         if (!t.ok()) return t.status();
-        auto lsn = ctx.FenceAndDrain(**t, ranges, w, "rollback");
+        auto lsn = ctx.Fence(**t, ranges, w, "rollback");
         if (!lsn.ok()) return lsn.status();
         ctx.Point("rollback:target_fenced");
         for (const Pair& p : ctx.Pairs(w)) {
@@ -92,6 +94,19 @@ absl::Status Unwind(RolloutContext& ctx, bool abort) {
     auto version = ctx.PublishStage(base, fmt::format("rollout {}: {}", ctx.id(), kind));
     if (!version.ok()) return version.status();
     ctx.Point(fmt::format("{}:published", kind));
+    // From here a router still on a map that gave the targets writes is refused by every node
+    // of the switched waves, whatever its statement touches (schemas/node.sql, map epochs).
+    if (!switched.empty()) {
+      std::set<std::string> nodes;
+      for (int w : switched) {
+        for (const Pair& p : ctx.Pairs(w)) nodes.insert({p.source, p.target});
+      }
+      if (auto s = ctx.RaiseMapEpochs(nodes, *version,
+                                      fmt::format("{} of migration {}", kind, ctx.id()));
+          !s.ok()) {
+        return s;
+      }
+    }
     // 4. Replication objects.
     if (auto s = ctx.DropAllReplication(); !s.ok()) return s;
     ctx.Point(fmt::format("{}:replication_dropped", kind));

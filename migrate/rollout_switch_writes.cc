@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include <map>
+#include <set>
 
 #include "rollout_node.h"
 #include "rollout_phases.h"
@@ -90,7 +91,7 @@ absl::StatusOr<LsnBySource> FenceSources(RolloutContext& ctx, int w) {
   for (const auto& [source, ranges] : ctx.RangesBySource({w})) {
     auto c = ctx.Node(source);
     if (!c.ok()) return c.status();
-    auto at = ctx.FenceAndDrain(**c, ranges, w, "writes switched");
+    auto at = ctx.Fence(**c, ranges, w, "writes switched");
     if (!at.ok()) return at.status();
     lsn[source] = *at;
   }
@@ -206,6 +207,22 @@ absl::Status RecordSwitch(RolloutContext& ctx, int w, std::int64_t version,
   }
   return RecordWritesSwitched(ctx.catalog(), ctx.id(), w, version, lsns,
                               ctx.state().migration.soak_seconds);
+}
+
+// Both ends of each pair refuse statements routed on maps older than the owner map, whatever
+// they touch (schemas/node.sql, map epochs). A failure here is only logged: the switch is
+// recorded, nothing is lost (the row fences hold), and cleanup raises the epochs again before
+// it deletes anything.
+void RaiseEpochs(RolloutContext& ctx, int w, const std::vector<Pair>& pairs,
+                 std::int64_t version) {
+  std::set<std::string> nodes;
+  for (const Pair& p : pairs) nodes.insert({p.source, p.target});
+  if (auto s = ctx.RaiseMapEpochs(
+          nodes, version, fmt::format("rollout {} wave {}: writes switched", ctx.id(), w));
+      !s.ok()) {
+    ctx.Log(fmt::format("wave {}: warning: {} (cleanup raises the map epochs again)", w,
+                        std::string(s.message())));
+  }
 }
 
 // The forward slots and publications are no longer needed: dropped now rather than keep WAL.
@@ -339,6 +356,7 @@ absl::Status SwitchWrites(RolloutContext& ctx, int w) {
   if (auto s = RecordSwitch(ctx, w, *version, *fence_lsn); !s.ok()) return s;
   window.Lap("owner map published");
   ctx.Point("writes:published");
+  RaiseEpochs(ctx, w, pairs, *version);
   if (auto s = DropForward(ctx, w, pairs); !s.ok()) return s;
   return ReverseRunning(ctx, w, pairs);
 }

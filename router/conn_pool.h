@@ -56,6 +56,9 @@ struct PooledConnection {
   // Set by the user when a round trip on this connection succeeded during the lease: evidence
   // that the node answers (resets the breaker's count of timeouts).
   bool answered = false;
+  // The shard map version last set as this session's shardline.map_version (0: none), so the
+  // setting costs a round trip only when the router's map changes (statement.cc).
+  std::int64_t map_version_sent = 0;
 };
 
 struct PoolConfig {
@@ -114,6 +117,12 @@ class Lease {
   // router per call.
   TimePoint deadline() const { return deadline_; }
   void set_deadline(TimePoint deadline) { deadline_ = deadline; }
+  // The shard map version the call was routed on (0: none, e.g. a replica read): sent to the
+  // node as shardline.map_version before the lease's first statement outside a transaction,
+  // when the session's value differs (statement.cc), so the node can refuse a statement routed
+  // on an older map than its map epoch (schemas/node.sql). Set by the router per call.
+  std::int64_t map_version() const { return map_version_; }
+  void set_map_version(std::int64_t version) { map_version_ = version; }
   explicit operator bool() const { return pc_ != nullptr; }
   // Returns the connection to the pool now (idempotent).
   void Release();
@@ -122,6 +131,7 @@ class Lease {
   std::shared_ptr<ConnPool> pool_;
   std::unique_ptr<PooledConnection> pc_;
   TimePoint deadline_ = TimePoint::max();
+  std::int64_t map_version_ = 0;
 };
 
 // One node's pool. Thread-safe. Created through Create() as a shared_ptr (leases keep it alive).

@@ -78,7 +78,12 @@ std::optional<std::string> NodeOf(const absl::Status& status) {
 
 bool IsFenced(const absl::Status& status) {
   auto s = SqlStateOf(status);
-  return s && *s == kFencedSqlState;
+  return s && (*s == kFencedSqlState || *s == kStaleMapSqlState);
+}
+
+bool IsStaleMap(const absl::Status& status) {
+  auto s = SqlStateOf(status);
+  return s && *s == kStaleMapSqlState;
 }
 
 void SetSqlState(absl::Status& status, std::string_view sqlstate) {
@@ -90,7 +95,7 @@ void SetNode(absl::Status& status, std::string_view node) {
 }
 
 absl::StatusCode StatusCodeForSqlState(std::string_view s) {
-  if (s == kFencedSqlState) return absl::StatusCode::kFailedPrecondition;
+  if (s == kFencedSqlState || s == kStaleMapSqlState) return absl::StatusCode::kFailedPrecondition;
   if (s == "40001" || s == "40P01") return absl::StatusCode::kAborted;
   if (s == "23505") return absl::StatusCode::kAlreadyExists;
   if (s == "57014") return absl::StatusCode::kDeadlineExceeded;  // statement timeout / cancel

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <chrono>
 #include <memory>
+#include <optional>
+#include <string>
 
 #include <fmt/format.h>
 #include "router_impl.h"
@@ -17,6 +19,10 @@ namespace shardline::internal {
 namespace {
 
 constexpr std::string_view kOwnedOpen = "$owned(";
+// How long a node found without shardline's node objects gets `$owned` without the map
+// version check before it is tried again (a rollout installs them at its start, long before
+// any map epoch is raised).
+constexpr std::chrono::seconds kNodeObjectsRecheck{2};
 
 std::string_view Trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\n')) {
@@ -125,10 +131,16 @@ std::vector<std::size_t> FanOutParts::AwaitOrAbandon(std::chrono::steady_clock::
 }
 
 std::string OwnedPredicate(KeyType key_type, std::string_view quoted_column,
-                           const std::vector<std::pair<std::int64_t, std::int64_t>>& owned) {
-  if (owned.empty()) return "false";
+                           const std::vector<std::pair<std::int64_t, std::int64_t>>& owned,
+                           std::int64_t check_version) {
+  const std::string check =
+      check_version > 0 ? fmt::format("shardline.map_version_ok({})", check_version) : "";
+  if (owned.empty()) return check.empty() ? "false" : fmt::format("(NOT {})", check);
   if (owned.size() == 1 && owned[0].first == kMinHash && owned[0].second == kMaxHash) {
-    return "true";
+    return check.empty() ? "true" : check;
+  }
+  if (!check.empty()) {
+    return fmt::format("({} AND {})", check, OwnedPredicate(key_type, quoted_column, owned, 0));
   }
   const std::string expr = HashSqlExpression(key_type, quoted_column);
   std::string out = "(";
@@ -151,7 +163,8 @@ std::string OwnedPredicate(KeyType key_type, std::string_view quoted_column,
 
 absl::StatusOr<std::string> ExpandOwned(
     std::string_view sql, KeyType key_type,
-    const std::vector<std::pair<std::int64_t, std::int64_t>>& owned) {
+    const std::vector<std::pair<std::int64_t, std::int64_t>>& owned,
+    std::int64_t check_version) {
   std::string out;
   std::size_t pos = 0;
   for (;;) {
@@ -176,7 +189,7 @@ absl::StatusOr<std::string> ExpandOwned(
     }
     absl::StatusOr<std::string> quoted = QuoteColumn(col);
     if (!quoted.ok()) return quoted.status();
-    out += OwnedPredicate(key_type, *quoted, owned);
+    out += OwnedPredicate(key_type, *quoted, owned, check_version);
     pos = end + 1;
   }
   if (pos == 0) return std::string(sql);
@@ -187,37 +200,92 @@ absl::StatusOr<std::string> ExpandOwned(
 absl::StatusOr<std::vector<NodeResult>> RouterImpl::FanOut(std::string_view sql,
                                                            ParamList params,
                                                            FanOutOptions options) {
-  const std::shared_ptr<const RoutingTable> t = table();
-  const ShardMap& map = *t->map;
-  const std::size_t n = t->nodes.size();
-
-  std::vector<std::string> texts;
   const bool expand = sql.find(kOwnedOpen) != std::string_view::npos;
   if (expand) {
-    texts.reserve(n);
-    for (std::size_t i = 0; i < n; ++i) {
-      absl::StatusOr<std::string> text =
-          ExpandOwned(sql, map.key_type(), map.OwnedRanges(static_cast<int>(i)));
-      if (!text.ok()) return text.status();
-      texts.push_back(std::move(*text));
+    // The expansion's errors are the statement's (the same for every node): reported once.
+    if (absl::StatusOr<std::string> text = ExpandOwned(sql, KeyType::kBigint, {}); !text.ok()) {
+      return text.status();
     }
   }
-
-  std::vector<NodeResult> results(n);
   // Each node's part ends by this deadline whatever the node does (statement.cc), so a hung
   // node holds a fan-out worker at most this long and the others' rows are kept.
   const auto deadline = DeadlineOf(options.timeout);
+  std::shared_ptr<const RoutingTable> t = table();
+  for (int attempt = 0;; ++attempt) {
+    std::vector<NodeResult> results = FanOutOnce(*t, sql, params, expand, deadline);
+    const bool stale = std::any_of(results.begin(), results.end(), [](const NodeResult& r) {
+      return !r.result.ok() && IsStaleMap(r.result.status());
+    });
+    if (stale && attempt < options_.fence_retries) {
+      // A node refused the map (its ranges moved since): once more on a newer map, if the
+      // source has one now.
+      (void)RefreshMap();
+      std::shared_ptr<const RoutingTable> next = table();
+      if (next->map->version() > t->map->version()) {
+        metrics_.fence_retries.Inc();
+        t = std::move(next);
+        continue;
+      }
+    }
+    if (options.fail_on_any_error) {
+      for (const NodeResult& r : results) {
+        if (!r.result.ok()) return r.result.status();
+      }
+    }
+    return results;
+  }
+}
+
+namespace {
+
+// Whether `status` says the node lacks shardline's node objects (schemas/node.sql): the
+// `$owned` check function or its schema does not exist.
+bool LacksNodeObjects(const absl::Status& status) {
+  const std::optional<std::string> state = SqlStateOf(status);
+  if (!state) return false;
+  const std::string_view m(status.message().data(), status.message().size());
+  return (*state == "42883" && m.find("shardline.map_version_ok") != std::string_view::npos) ||
+         (*state == "3F000" && m.find("\"shardline\"") != std::string_view::npos);
+}
+
+}  // namespace
+
+std::vector<NodeResult> RouterImpl::FanOutOnce(const RoutingTable& t, std::string_view sql,
+                                               ParamList params, bool expand,
+                                               std::chrono::steady_clock::time_point deadline) {
+  const ShardMap& map = *t.map;
+  const std::size_t n = t.nodes.size();
+  const std::int64_t version = map.version();
+  std::vector<NodeResult> results(n);
   auto run = [&](std::size_t i) {
-    const NodeRoute& route = t->nodes[i];
+    const NodeRoute& route = t.nodes[i];
     results[i].node = route.name;
     const auto start = std::chrono::steady_clock::now();
     if (start >= deadline) {
       results[i].result = NotStartedInTime(route);
       return;
     }
-    absl::StatusOr<Lease> lease = AcquireFrom(route.pool, route.metrics, deadline);
+    // `$owned` with the map version check, unless the node was found lacking the function
+    // lately (no migration ever touched it: nothing moved there, nothing to check).
+    auto text_for = [&](bool check) -> std::string {
+      if (!expand) return std::string(sql);
+      absl::StatusOr<std::string> text =
+          ExpandOwned(sql, map.key_type(), map.OwnedRanges(static_cast<int>(i)),
+                      check ? version : 0);
+      return text.ok() ? *std::move(text) : std::string(sql);  // checked by FanOut
+    };
+    const auto now_ticks = start.time_since_epoch().count();
+    bool check = expand && route.facts->no_node_objects_until.load(std::memory_order_relaxed) <
+                               now_ticks;
+    absl::StatusOr<Lease> lease = AcquireFrom(route.pool, route.metrics, deadline, version);
     if (lease.ok()) {
-      results[i].result = ExecPrepared(*lease, expand ? std::string_view(texts[i]) : sql, params);
+      results[i].result = ExecPrepared(*lease, text_for(check), params);
+      if (check && !results[i].result.ok() && LacksNodeObjects(results[i].result.status())) {
+        route.facts->no_node_objects_until.store(
+            (std::chrono::steady_clock::now() + kNodeObjectsRecheck).time_since_epoch().count(),
+            std::memory_order_relaxed);
+        results[i].result = ExecPrepared(*lease, text_for(false), params);
+      }
     } else {
       results[i].result = lease.status();
     }
@@ -233,7 +301,7 @@ absl::StatusOr<std::vector<NodeResult>> RouterImpl::FanOut(std::string_view sql,
   // for a worker that reaches such a part later, which then touches nothing else.
   auto parts = std::make_shared<FanOutParts>(n);
   for (std::size_t i = 1; i < n; ++i) {
-    workers_->Submit(t->nodes[i].pool.get(), fanout_per_node_, [parts, &run, i] {
+    workers_->Submit(t.nodes[i].pool.get(), fanout_per_node_, [parts, &run, i] {
       if (parts->Start(i)) {
         run(i);
         parts->Finish(i);
@@ -242,14 +310,8 @@ absl::StatusOr<std::vector<NodeResult>> RouterImpl::FanOut(std::string_view sql,
   }
   run(0);
   for (std::size_t i : parts->AwaitOrAbandon(deadline)) {
-    results[i].node = t->nodes[i].name;
-    results[i].result = NotStartedInTime(t->nodes[i]);
-  }
-
-  if (options.fail_on_any_error) {
-    for (const NodeResult& r : results) {
-      if (!r.result.ok()) return r.result.status();
-    }
+    results[i].node = t.nodes[i].name;
+    results[i].result = NotStartedInTime(t.nodes[i]);
   }
   return results;
 }

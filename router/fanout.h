@@ -25,10 +25,18 @@ namespace shardline::internal {
 // qualified (`w.user_id`); each part is quoted, and folded to lower case unless already quoted
 // (as PostgreSQL folds unquoted names). The text is not parsed as SQL: `$owned(` inside a
 // string literal is expanded too. InvalidArgument for an unterminated or empty `$owned(`.
+// With `check_version` > 0 the predicate also calls shardline.map_version_ok(check_version)
+// (schemas/node.sql), which the node evaluates once, before any row (a one-time filter: it
+// has no column reference), and which refuses a map older than the node's map epoch with
+// SLF02, so a fan-out on a stale map fails instead of missing or double-counting moved rows:
+//   (shardline.map_version_ok(7) AND (<ranges>)), shardline.map_version_ok(7) for the whole
+//   space, (NOT shardline.map_version_ok(7)) for nothing (a plain `false` would let the
+//   planner drop the check).
 // Pure; allocates the result.
 absl::StatusOr<std::string> ExpandOwned(
     std::string_view sql, KeyType key_type,
-    const std::vector<std::pair<std::int64_t, std::int64_t>>& owned);
+    const std::vector<std::pair<std::int64_t, std::int64_t>>& owned,
+    std::int64_t check_version = 0);
 
 // The parts of one fan-out run on the worker pool: each is queued, then started by a worker,
 // or abandoned by the caller once the fan-out's deadline passed with the part still queued
@@ -54,6 +62,7 @@ class FanOutParts {
 
 // The predicate alone (what `$owned(col)` expands to) for an already quoted column.
 std::string OwnedPredicate(KeyType key_type, std::string_view quoted_column,
-                           const std::vector<std::pair<std::int64_t, std::int64_t>>& owned);
+                           const std::vector<std::pair<std::int64_t, std::int64_t>>& owned,
+                           std::int64_t check_version = 0);
 
 }  // namespace shardline::internal

@@ -162,6 +162,7 @@ class CatalogMapSource final : public MapSource {
   }
 
   std::string Describe() const override { return DsnWithoutPassword(dsn_); }
+  bool Live() const override { return true; }
 
  private:
   // Connects and LISTENs when not connected and the backoff allows. True when listening.

@@ -50,6 +50,11 @@ class MapSource {
 
   // For log lines: the path, or the catalog DSN without its password.
   virtual std::string Describe() const = 0;
+
+  // Whether a newer map may arrive soon by itself (the catalog: a rollout publishes the owner
+  // map right after it fences). A file changes only when someone deploys one: a fenced write
+  // re-reads it once, then fails at once instead of waiting for a map that will not come.
+  virtual bool Live() const { return false; }
 };
 
 // Follows a TOML file. Change detection reads the file and compares a hash of its content

@@ -21,6 +21,7 @@
 #include <functional>
 
 #include <fmt/format.h>
+#include "absl/strings/cord.h"
 #include "router_impl.h"
 #include "session_impl.h"
 #include "shardline/dsn.h"
@@ -400,9 +401,10 @@ absl::Status RouterImpl::RefreshMap() {
 
 std::shared_ptr<const RoutingTable> RouterImpl::AwaitNewOwner(
     std::int64_t stale_version, std::int64_t hash, const std::string& fenced_node,
-    Clock::time_point deadline) {
+    Clock::time_point deadline, bool any_newer) {
   auto moved = [&](const RoutingTable& t) {
     if (t.map->version() <= stale_version) return false;
+    if (any_newer) return true;
     const int owner = t.map->OwnerNodeIndex(t.map->RangeIndex(hash));
     return t.nodes[static_cast<std::size_t>(owner)].name != fenced_node;
   };
@@ -413,9 +415,14 @@ std::shared_ptr<const RoutingTable> RouterImpl::AwaitNewOwner(
     const auto last =
         Clock::time_point(Clock::duration(last_refresh_.load(std::memory_order_relaxed)));
     if (Clock::now() - last >= kFenceRecheckEvery) {
-      (void)RefreshMap();  // failures are logged; keep waiting until the deadline
+      const absl::Status refreshed = RefreshMap();  // failures are logged
       t = table();
       if (moved(*t)) return t;
+      // No newer map will come by waiting: a file is re-read only when someone deploys one,
+      // and an unreachable catalog publishes nothing to us.
+      if (!refreshed.ok() || !source_->Live()) return nullptr;
+    } else if (!source_->Live()) {
+      return nullptr;  // another thread re-read the file just now
     }
     const auto now = Clock::now();
     if (now >= deadline) return nullptr;
@@ -424,6 +431,18 @@ std::shared_ptr<const RoutingTable> RouterImpl::AwaitNewOwner(
       map_changed_.WaitUntil(&apply_mu_, std::min(deadline, now + kFenceRecheckEvery));
     }
   }
+}
+
+absl::Status RouterImpl::NoNewerMap(const absl::Status& fenced, std::int64_t version) const {
+  absl::Status out(fenced.code(),
+                   fmt::format("{}; this router's shard map (version {}, from {}) has no newer "
+                               "map that moves the range: the node refuses writes routed on it. "
+                               "Deploy or publish the current map (`shardline map show`)",
+                               Msg(fenced), version, source_->Describe()));
+  fenced.ForEachPayload([&out](absl::string_view url, const absl::Cord& payload) {
+    out.SetPayload(url, payload);
+  });
+  return out;
 }
 
 absl::Status RouterImpl::CheckKeyType(const ShardMap& map, const ShardKey& key) const {
@@ -439,12 +458,16 @@ Clock::time_point RouterImpl::DeadlineOf(std::chrono::milliseconds timeout) cons
 
 absl::StatusOr<Lease> RouterImpl::AcquireFrom(const std::shared_ptr<ConnPool>& pool,
                                               const NodeMetrics& metrics,
-                                              Clock::time_point deadline) const {
+                                              Clock::time_point deadline,
+                                              std::int64_t map_version) const {
   const auto start = Clock::now();
   absl::StatusOr<Lease> lease =
       pool->Acquire(std::min(deadline, start + options_.pool.checkout_timeout));
   metrics.checkout_wait.Observe(SecondsSince(start));
-  if (lease.ok()) lease->set_deadline(deadline);
+  if (lease.ok()) {
+    lease->set_deadline(deadline);
+    lease->set_map_version(map_version);
+  }
   return lease;
 }
 
@@ -455,7 +478,8 @@ absl::StatusOr<Result> RouterImpl::RunOnce(const RoutingTable& t, std::int64_t h
   *node_index = read ? t.map->ReadNodeIndex(range) : t.map->OwnerNodeIndex(range);
   const NodeRoute& route = t.nodes[static_cast<std::size_t>(*node_index)];
   if (!read) {
-    absl::StatusOr<Lease> lease = AcquireFrom(route.pool, route.metrics, deadline);
+    absl::StatusOr<Lease> lease =
+        AcquireFrom(route.pool, route.metrics, deadline, t.map->version());
     if (!lease.ok()) return lease.status();
     return ExecPrepared(*lease, sql, params);
   }
@@ -493,7 +517,8 @@ absl::StatusOr<Result> RouterImpl::Execute(ShardKey key, std::string_view sql, P
     if (!r.ok() && IsFenced(r.status()) && attempt < options_.fence_retries) {
       std::shared_ptr<const RoutingTable> next =
           AwaitNewOwner(t->map->version(), hash, route.name,
-                        std::min(deadline, Clock::now() + options_.pool.checkout_timeout));
+                        std::min(deadline, Clock::now() + options_.pool.checkout_timeout),
+                        IsStaleMap(r.status()));
       if (next != nullptr) {
         route.metrics.RecordQuery(QueryKind::kExecute, QueryOutcome::kFencedRetry, r.status(),
                                   SecondsSince(start));
@@ -504,6 +529,7 @@ absl::StatusOr<Result> RouterImpl::Execute(ShardKey key, std::string_view sql, P
         start = Clock::now();
         continue;
       }
+      r = NoNewerMap(r.status(), t->map->version());
     }
     route.metrics.RecordQuery(QueryKind::kExecute, OutcomeOf(r.status()), r.status(),
                               SecondsSince(start));
@@ -546,7 +572,8 @@ absl::Status RouterImpl::Transaction(ShardKey key,
     bool retry = false;
     bool commit_sent = false;
     {
-      absl::StatusOr<Lease> lease = AcquireFrom(route.pool, route.metrics, deadline);
+      absl::StatusOr<Lease> lease =
+          AcquireFrom(route.pool, route.metrics, deadline, t->map->version());
       if (!lease.ok()) {
         route.metrics.RecordQuery(QueryKind::kTxn, OutcomeOf(lease.status()), lease.status(),
                                   SecondsSince(start));
@@ -607,7 +634,8 @@ absl::Status RouterImpl::Transaction(ShardKey key,
     if (retry) {
       std::shared_ptr<const RoutingTable> next =
           AwaitNewOwner(t->map->version(), hash, route.name,
-                        std::min(deadline, Clock::now() + options_.pool.checkout_timeout));
+                        std::min(deadline, Clock::now() + options_.pool.checkout_timeout),
+                        IsStaleMap(status));
       if (next != nullptr) {
         route.metrics.RecordQuery(QueryKind::kTxn, QueryOutcome::kFencedRetry, status,
                                   SecondsSince(start));
@@ -616,6 +644,7 @@ absl::Status RouterImpl::Transaction(ShardKey key,
         start = Clock::now();
         continue;
       }
+      status = NoNewerMap(status, t->map->version());
     }
     route.metrics.RecordQuery(QueryKind::kTxn, OutcomeOf(status), status, SecondsSince(start));
     return status;
@@ -678,7 +707,8 @@ absl::StatusOr<Session> RouterImpl::Borrow(ShardKey key) {
   if (absl::Status s = CheckKeyType(*t->map, key); !s.ok()) return s;
   const int node = t->map->OwnerNodeIndex(t->map->RangeIndex(key.Hash()));
   const NodeRoute& route = t->nodes[static_cast<std::size_t>(node)];
-  absl::StatusOr<Lease> lease = AcquireFrom(route.pool, route.metrics, DeadlineOf({}));
+  absl::StatusOr<Lease> lease =
+      AcquireFrom(route.pool, route.metrics, DeadlineOf({}), t->map->version());
   if (!lease.ok()) return lease.status();
   // Each statement of a borrowed session gets the router's call deadline.
   return Session(std::make_unique<SessionImpl>(std::move(*lease), route.metrics,

@@ -34,8 +34,17 @@ namespace shardline::internal {
 
 // One node of a routing table: the pool of its primary, the pools of its read replicas, and
 // the metric handles of each.
+// What the router learned about a node while routing on one table.
+struct NodeFacts {
+  // Until when (steady_clock ticks) the node is known to lack shardline's node objects
+  // (schemas/node.sql: no migration ever touched it), so a fan-out's `$owned` runs there
+  // without the map version check it could not call (fanout.cc). 0: not known to lack them.
+  std::atomic<std::int64_t> no_node_objects_until{0};
+};
+
 struct NodeRoute {
   std::string name;
+  std::shared_ptr<NodeFacts> facts = std::make_shared<NodeFacts>();
   std::shared_ptr<ConnPool> pool;
   NodeMetrics metrics;
   std::vector<std::shared_ptr<ConnPool>> replicas;
@@ -103,20 +112,34 @@ class RouterImpl {
   void Refuse(const absl::Status& status) ABSL_LOCKS_EXCLUDED(apply_mu_);
   // After a fenced write on a map of version `stale_version`: refreshes the map (once per
   // version across all threads) and waits, up to `deadline`, for a map in which the range of
-  // `hash` is no longer owned by `fenced_node`. Returns the newer table, or null on timeout.
+  // `hash` is no longer owned by `fenced_node`. Returns the newer table, or null: on timeout,
+  // or at once after one re-read when the source cannot produce a newer map by itself (a
+  // file, MapSource::Live) or cannot be read (the catalog unreachable). With `any_newer` (the
+  // node refused the map, not the range: kStaleMapSqlState) any newer map will do.
   std::shared_ptr<const RoutingTable> AwaitNewOwner(std::int64_t stale_version,
                                                     std::int64_t hash,
                                                     const std::string& fenced_node,
-                                                    std::chrono::steady_clock::time_point deadline);
+                                                    std::chrono::steady_clock::time_point deadline,
+                                                    bool any_newer);
+  // The status of a fenced call for which AwaitNewOwner found no newer owner: `fenced` (its
+  // code, SQLSTATE and node kept) with the router's map version and source named.
+  absl::Status NoNewerMap(const absl::Status& fenced, std::int64_t version) const;
   // Runs `sql` once on the owner (or, for reads, the read node / a replica) of `hash`.
   absl::StatusOr<Result> RunOnce(const RoutingTable& t, std::int64_t hash, bool read,
                                  std::string_view sql, ParamList params, int* node_index,
                                  std::chrono::steady_clock::time_point deadline);
   // Checks out a connection within min(deadline, now + checkout_timeout); the lease carries
-  // `deadline` for its statements.
+  // `deadline` for its statements, and `map_version` (the map the call was routed on; 0 for
+  // none) for the node's stale-map check (Lease::map_version).
   absl::StatusOr<Lease> AcquireFrom(const std::shared_ptr<ConnPool>& pool,
                                     const NodeMetrics& metrics,
-                                    std::chrono::steady_clock::time_point deadline) const;
+                                    std::chrono::steady_clock::time_point deadline,
+                                    std::int64_t map_version = 0) const;
+  // One round of a fan-out on table `t`: every node's part (the `$owned` expansion, with the
+  // map version check where the node has shardline's objects), in parallel, until `deadline`.
+  std::vector<NodeResult> FanOutOnce(const RoutingTable& t, std::string_view sql,
+                                     ParamList params, bool expand,
+                                     std::chrono::steady_clock::time_point deadline);
   // COMMITs the transaction open on `lease` (on `route`'s node). When the COMMIT was sent and
   // no answer came (connection broken, deadline passed), asks the node on a fresh connection
   // for pg_xact_status of the transaction id read before COMMIT: OK when it committed, Aborted

@@ -240,6 +240,42 @@ bool InTransaction(Lease& lease) {
   return PQtransactionStatus(lease.conn().raw()) != PQTRANS_IDLE;
 }
 
+// Tells the node which map version the lease's call was routed on (session setting
+// shardline.map_version, read by the fence's statement trigger), when the session's value is
+// another one. Outside a transaction only: a SET inside one is undone by its rollback, which
+// would leave the cached value wrong; a transaction's version is set before its BEGIN. One
+// round trip per connection per map change, none on the hot path.
+absl::Status SyncMapVersion(Lease& lease) {
+  PooledConnection& pc = lease.pooled();
+  const std::int64_t version = lease.map_version();
+  if (version <= 0 || pc.map_version_sent == version || InTransaction(lease)) {
+    return absl::OkStatus();
+  }
+  const std::string text = std::to_string(version);
+  const char* values[] = {text.c_str()};
+  absl::Status send_status;
+  pg::ResultPtr res = SendAndAwait(
+      lease,
+      [&](PGconn* c) {
+        return PQsendQueryParams(
+            c, "SELECT pg_catalog.set_config('shardline.map_version', $1, false)", 1, nullptr,
+            values, nullptr, nullptr, 0);
+      },
+      "set shardline.map_version", &send_status);
+  if (!send_status.ok()) {
+    // Nothing of the caller's was sent: no write outcome to doubt.
+    SetWriteOutcome(send_status, WriteOutcome::kNotApplicable);
+    return send_status;
+  }
+  if (!res || !ResultOk(res.get())) {
+    absl::Status failed = Failure(lease, res.get(), "setting shardline.map_version failed");
+    SetWriteOutcome(failed, WriteOutcome::kNotApplicable);
+    return failed;
+  }
+  pc.map_version_sent = version;
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<Result> ExecPrepared(Lease& lease, std::string_view sql,
@@ -247,6 +283,7 @@ absl::StatusOr<Result> ExecPrepared(Lease& lease, std::string_view sql,
   thread_local ParamScratch scratch;
   PooledConnection& pc = lease.pooled();
   PGconn* conn = pc.conn->raw();
+  if (absl::Status s = SyncMapVersion(lease); !s.ok()) return s;
   Marshal(params, scratch);
 
   for (int attempt = 0;; ++attempt) {
@@ -305,6 +342,7 @@ absl::StatusOr<Result> ExecPrepared(Lease& lease, std::string_view sql,
 }
 
 absl::Status ExecControl(Lease& lease, const char* sql) {
+  if (absl::Status s = SyncMapVersion(lease); !s.ok()) return s;
   absl::Status send_status;
   pg::ResultPtr res = SendAndAwait(
       lease, [sql](PGconn* c) { return PQsendQuery(c, sql); }, sql, &send_status);

@@ -43,13 +43,21 @@ namespace shardline {
 
 // The SQLSTATE raised by a node for a write into a fenced hash range (see schemas/node.sql).
 inline constexpr std::string_view kFencedSqlState = "SLF01";
+// The SQLSTATE raised by a node for a statement routed on a shard map older than the node's
+// map epoch for the table (ranges of it moved to or from the node at a later map version), or
+// for a fan-out's `$owned` on such a map: refused whatever rows it would touch. The router
+// retries it once on any newer map (RouterOptions::fence_retries).
+inline constexpr std::string_view kStaleMapSqlState = "SLF02";
 
 // The SQLSTATE attached to `status`, if any.
 std::optional<std::string> SqlStateOf(const absl::Status& status);
 // The node name attached to `status`, if any.
 std::optional<std::string> NodeOf(const absl::Status& status);
-// True if the status came from a write into a fenced range.
+// True if the status came from a write into a fenced range, or from a statement refused for a
+// stale map (both: FailedPrecondition; refresh the map, then retry on the owner it names).
 bool IsFenced(const absl::Status& status);
+// True if the status came from a statement refused for a stale map (kStaleMapSqlState).
+bool IsStaleMap(const absl::Status& status);
 
 // What became of a write whose connection broke, or whose deadline passed, after it was sent.
 enum class WriteOutcome {

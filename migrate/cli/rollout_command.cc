@@ -32,7 +32,6 @@ absl::StatusOr<RolloutOptions> EngineOptions(const RolloutCliOptions& o) {
   e.router_wait = Ms(o.router_wait_s);
   e.statement_timeout = Ms(o.statement_timeout_s);
   e.lock_timeout = Ms(o.lock_timeout_s);
-  e.fence_grace = Ms(o.fence_grace_s);
   absl::StatusOr<double> window = ParseDurationSeconds(o.write_window);
   if (!window.ok()) {
     return UsageError(fmt::format("--write-window: {}", std::string(window.status().message())));
@@ -178,10 +177,6 @@ void AddTimeouts(CLI::App* cmd, RolloutCliOptions& o) {
   cmd->add_option("--write-window", o.write_window,
                   "Deadline of a wave's write window, from the fence to the owner map (default "
                   "5s): past it the switch reverts by itself (the sources take writes again)");
-  cmd->add_option("--fence-grace", o.fence_grace_s,
-                  "Seconds a transaction older than a fence may stay open before the command "
-                  "terminates it (default 5): a REPEATABLE READ writer could write past the "
-                  "fence unseen");
 }
 
 }  // namespace

@@ -32,7 +32,6 @@ struct RolloutCliOptions {
   double router_wait_s = 60;
   double statement_timeout_s = 300;
   double lock_timeout_s = 10;
-  double fence_grace_s = 5;
   std::string write_window = "5s";
   std::int64_t delete_batch = 5000;
   double delete_rate = 0;

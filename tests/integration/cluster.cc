@@ -298,7 +298,8 @@ const ClusterInfo& Cluster() {
                    "Run them through ctest (the `devcluster` fixture starts the cluster), e.g.\n"
                    "  ctest --test-dir build -L integration\n"
                    "or start it yourself and point the tests at it:\n"
-                   "  tools/devcluster start --dir build/devcluster --base-port 20432\n"
+                   "  tools/devcluster start --dir build/devcluster --base-port "
+                   "$(sed -n 's/^SHARDLINE_TEST_CLUSTER_PORT:STRING=//p' build/CMakeCache.txt)\n"
                    "  SHARDLINE_DEVCLUSTER_DIR=build/devcluster <test binary>\n",
                    error.c_str());
       std::fflush(stderr);

@@ -7,7 +7,8 @@
 //
 // The cluster is found through $SHARDLINE_DEVCLUSTER_DIR/cluster.env (set by CTest), falling
 // back to the build's own test cluster dir, so a test binary also runs by hand once
-// `tools/devcluster start --dir build/devcluster --base-port 20432` (what the fixture runs) is up.
+// `tools/devcluster start --dir build/devcluster --base-port P` (what the fixture runs, P from the
+// build's SHARDLINE_TEST_CLUSTER_PORT) is up.
 //
 // Failures that make a test meaningless (no cluster, cannot connect, cannot create a database)
 // throw std::runtime_error with the reason: gtest reports it as a failure of the current test

@@ -28,6 +28,7 @@
 #include "cluster.h"
 #include "pg_conn.h"
 #include "rollout_waves.h"
+#include "shardline/errors.h"
 #include "shardline/map_toml.h"
 #include "shardline/router.h"
 #include "shardline/shard_map.h"
@@ -60,7 +61,8 @@ inline RouterOptions WriterRouterOptions(const std::string& catalog_dsn,
 
 // Writes through a Router on its own thread: upserts of random keys (existing and new), and
 // records the last acknowledged value of every key. The router follows the catalog, or
-// `map_file` when given (a service whose map names its own role). Thread-safe accessors.
+// `map_file` when given (a service whose map names its own role; it retries fenced writes
+// until the file is updated, at most 10 s). Thread-safe accessors.
 class Writer {
  public:
   explicit Writer(std::string catalog_dsn, std::uint64_t seed, std::string map_file = "")
@@ -100,6 +102,8 @@ class Writer {
     return errors_;
   }
   std::int64_t acked_count() const { return acked_count_.load(); }
+  // Fenced writes retried (only when following a map file).
+  std::int64_t fenced_retries() const { return fenced_retries_.load(); }
 
  private:
   void Run() {
@@ -108,11 +112,22 @@ class Writer {
     while (!stop_) {
       const std::int64_t key = static_cast<std::int64_t>(rng() % (kInitialRows * 2)) + 1;
       ++value;
-      auto r = router_->Execute(
-          ShardKey(key),
-          "INSERT INTO users (user_id, v) VALUES ($1, $2) ON CONFLICT (user_id) DO UPDATE SET "
-          "v = EXCLUDED.v",
-          {key, value});
+      auto write = [&] {
+        return router_->Execute(
+            ShardKey(key),
+            "INSERT INTO users (user_id, v) VALUES ($1, $2) ON CONFLICT (user_id) DO UPDATE SET "
+            "v = EXCLUDED.v",
+            {key, value});
+      };
+      auto r = write();
+      // A router on a map file fails a fenced write at once (no newer map comes by itself):
+      // the service retries it (safe: a fenced write had no effect) once its file is updated.
+      for (int retry = 0; !map_file_.empty() && !r.ok() && IsFenced(r.status()) && retry < 500;
+           ++retry) {
+        ++fenced_retries_;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        r = write();
+      }
       std::lock_guard<std::mutex> l(mu_);
       if (r.ok()) {
         acked_[key] = value;
@@ -131,6 +146,7 @@ class Writer {
   std::thread thread_;
   std::atomic<bool> stop_{false};
   std::atomic<std::int64_t> acked_count_{0};
+  std::atomic<std::int64_t> fenced_retries_{0};
   std::mutex mu_;
   std::map<std::int64_t, std::int64_t> acked_;
   std::vector<std::string> errors_;

@@ -355,126 +355,6 @@ TEST_F(RolloutTest, RollbackKilledAfterPublishingIsContinuedAndCleanupIsRefused)
   for (const Json& w : Status()[0]["waves"]) EXPECT_EQ(w["step"], "pending");
 }
 
-// Issue scenario 3: a router that follows the map file it was given before the rollout keeps
-// writing after cleanup. The old owner refuses those writes (SLF01), so none is acknowledged
-// and lost on a node nobody reads.
-TEST_F(RolloutTest, RouterOnAnOldMapFileIsRefusedByTheOldOwnerAfterCleanup) {
-  const std::string old_map = (dir_ / "old-map.toml").string();
-  {
-    std::ofstream out(old_map);
-    out << ShardMapToToml(CurrentMap()->config(), PasswordMode::kKeep);
-  }
-  Cli({"rollout", "start", "--plan", plan_, "--waves", "100%"}, 0);
-  ASSERT_NO_FATAL_FAILURE(RunUntil(1, "cleaned"));
-  RouterOptions o;
-  o.map_file = old_map;
-  o.pool.checkout_timeout = std::chrono::milliseconds(300);  // how long a fenced write waits
-  o.log_sink = [](LogLevel, std::string_view) {};
-  auto router = Router::Create(o);
-  ASSERT_TRUE(router.ok()) << router.status();
-  auto now = CurrentMap();
-  int moved_keys = 0;
-  for (std::int64_t key = 1; key <= kInitialRows && moved_keys < 10; ++key) {
-    const std::string owner = now->RangeFor(ShardKey(key).Hash()).node;
-    if (owner != "n3") continue;
-    ++moved_keys;
-    // An upsert: a row-level trigger sees only rows the statement touches (an UPDATE of a row
-    // that cleanup deleted touches none).
-    auto r = (*router)->Execute(ShardKey(key),
-                                "INSERT INTO users (user_id, v) VALUES ($1, -7) ON CONFLICT "
-                                "(user_id) DO UPDATE SET v = EXCLUDED.v",
-                                {key});
-    EXPECT_FALSE(r.ok()) << "key " << key << ": a write on the old map was acknowledged";
-    if (!r.ok()) {
-      EXPECT_THAT(std::string(r.status().message()), HasSubstr("fenced range")) << r.status();
-    }
-  }
-  EXPECT_EQ(moved_keys, 10);
-  EXPECT_EQ(Count(0, "SELECT count(*) FROM users WHERE v = -7") +
-                Count(1, "SELECT count(*) FROM users WHERE v = -7"),
-            0);
-}
-
-// Issue scenario 4: a REPEATABLE READ transaction on a source took its snapshot before the
-// fence, then writes and commits after it. Its write either fails or reaches the new owner:
-// the switch waits for transactions older than the fence before it takes the WAL position.
-TEST_F(RolloutTest, RepeatableReadWriterOlderThanTheFenceLandsOnTheNewOwner) {
-  Cli({"rollout", "start", "--plan", plan_, "--waves", "100%"}, 0);
-  ASSERT_NO_FATAL_FAILURE(RunUntil(1, "reads_switched"));
-  // A new key that the plan moves from n1 to n3.
-  auto result = CurrentMap();
-  Json st = Status();
-  std::int64_t key = 0;
-  for (std::int64_t k = kInitialRows + 1; k < kInitialRows + 100000 && key == 0; ++k) {
-    const std::int64_t h = ShardKey(k).Hash();
-    for (const Json& r : st[0]["waves"][0]["ranges"]) {
-      if (r["source"] == "n1" && h >= r["lo"].get<std::int64_t>() &&
-          h <= r["hi"].get<std::int64_t>()) {
-        key = k;
-      }
-    }
-  }
-  ASSERT_GT(key, 0);
-  auto rr = ConnectOrDie(db_->node_dsn(0));
-  ASSERT_TRUE(rr->Exec("BEGIN ISOLATION LEVEL REPEATABLE READ").ok());
-  ASSERT_TRUE(rr->Exec("SELECT count(*) FROM users").ok());  // the snapshot is taken
-  CommandResult advance;
-  std::atomic<bool> advance_done{false};
-  std::thread t([&] {
-    advance = Cli({"rollout", "advance", "--migration", "1", "--fence-grace", "60"}, -1);
-    advance_done = true;
-  });
-  // Wait until the fence is committed on n1 and its pause lock released (bounded).
-  auto watch = ConnectOrDie(db_->node_dsn(0));
-  bool fenced = false;
-  for (int i = 0; i < 3000 && !fenced && !advance_done; ++i) {
-    auto r = watch->Exec(
-        "SELECT (SELECT count(*) FROM shardline.fenced_ranges WHERE mode = 'fence') > 0 AND "
-        "NOT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND mode = "
-        "'ExclusiveLock' AND granted AND database = (SELECT oid FROM pg_database WHERE datname "
-        "= current_database()))");
-    EXPECT_TRUE(r.ok()) << r.status();
-    if (!r.ok()) break;
-    fenced = r->Text(0, 0) == "t";
-    if (!fenced) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  if (!fenced) {
-    (void)rr->Exec("ROLLBACK");
-    t.join();
-    FAIL() << "the fence never appeared on n1: " << advance.out << advance.err;
-  }
-  auto ins = rr->Exec("INSERT INTO users (user_id, v) VALUES ($1, 4242)", {std::to_string(key)});
-  auto commit = rr->Exec("COMMIT");
-  t.join();
-  ASSERT_EQ(advance.exit_code, 0) << advance.out << advance.err;
-  ASSERT_EQ(Status()[0]["waves"][0]["step"], "writes_switched");
-  if (ins.ok() && commit.ok()) {
-    // Acknowledged: it must be on the new owner.
-    EXPECT_EQ(Count(2, fmt::format("SELECT count(*) FROM users WHERE user_id = {} AND v = 4242",
-                                   key)),
-              1)
-        << "a REPEATABLE READ write committed on the source after the fence never reached n3";
-  } else {
-    std::printf("the old snapshot's write was refused: %s\n",
-                std::string((ins.ok() ? commit.status() : ins.status()).message()).c_str());
-  }
-}
-
-// The wait for transactions older than a fence is bounded: one left open past the grace is
-// terminated, and the command says so.
-TEST_F(RolloutTest, TransactionOlderThanTheFenceIsTerminatedAfterTheGrace) {
-  Cli({"rollout", "start", "--plan", plan_, "--waves", "100%"}, 0);
-  ASSERT_NO_FATAL_FAILURE(RunUntil(1, "reads_switched"));
-  auto idle = ConnectOrDie(db_->node_dsn(0));
-  ASSERT_TRUE(idle->Exec("BEGIN ISOLATION LEVEL REPEATABLE READ").ok());
-  ASSERT_TRUE(idle->Exec("SELECT count(*) FROM users").ok());
-  CommandResult r = Cli({"rollout", "advance", "--migration", "1", "--fence-grace", "0.3"}, 0);
-  EXPECT_THAT(r.out, HasSubstr("terminated pid"));
-  EXPECT_THAT(r.out, HasSubstr("it began before the fence"));
-  EXPECT_EQ(Status()[0]["waves"][0]["step"], "writes_switched");
-  EXPECT_FALSE(idle->Exec("SELECT 1").ok()) << "the old transaction's session should be gone";
-}
-
 // Issue scenario 5: adjacent ranges of one source moved in two waves, wave 1 switched, wave 2
 // catching up, then rollback: no mark is left on a range a node owns again, and writes there
 // are accepted.
@@ -703,9 +583,10 @@ TEST_F(RolloutTest, AMarkOfAnotherMigrationIsRefusedNotInherited) {
 TEST_F(RolloutTest, StartInstallsTheFenceTriggerUnderABoundedLockWait) {
   auto writer = ConnectOrDie(db_->node_dsn(1));
   ASSERT_TRUE(writer->Exec("BEGIN").ok());
-  ASSERT_TRUE(writer->Exec("UPDATE users SET v = v WHERE user_id IN (SELECT user_id FROM users "
-                           "LIMIT 1)")
-                  .ok());
+  // The lock a writer holds, without a transaction id: creating a logical slot waits for every
+  // transaction with an id on the whole server, so a real write held open here for 10 s made
+  // the catch-up of a rollout test running beside this one time out (seen in the full suite).
+  ASSERT_TRUE(writer->Exec("LOCK TABLE users IN ROW EXCLUSIVE MODE").ok());
   CommandResult r = Cli({"rollout", "start", "--plan", plan_, "--waves", "100%"}, 1);
   EXPECT_THAT(r.err, HasSubstr("node n2: installing the fence trigger on users (tried 5 times "
                                "with lock_timeout 2000 ms"));

@@ -40,6 +40,23 @@ TEST(ExpandOwned, RangesBecomeOrOfBetweenWithOpenEnds) {
             "hashint8extended(\"user_id\", 0) >= 200) AND x = $1");
 }
 
+// With a map version the node checks it once (shardline.map_version_ok, a one-time filter);
+// a node owning nothing must still run the check, so its predicate is NOT check, never a
+// constant false the planner would fold the check away with.
+TEST(ExpandOwned, MapVersionCheckIsKeptForEveryShapeOfOwnership) {
+  auto none = ExpandOwned("WHERE $owned(user_id)", KeyType::kBigint, {}, 7);
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_EQ(*none, "WHERE (NOT shardline.map_version_ok(7))");
+  auto all = ExpandOwned("WHERE $owned(user_id)", KeyType::kBigint, {{kMinHash, kMaxHash}}, 7);
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_EQ(*all, "WHERE shardline.map_version_ok(7)");
+  auto some = ExpandOwned("WHERE $owned(user_id)", KeyType::kBigint, {{5, 10}}, 7);
+  ASSERT_TRUE(some.ok()) << some.status();
+  EXPECT_EQ(*some,
+            "WHERE (shardline.map_version_ok(7) AND (hashint8extended(\"user_id\", 0) BETWEEN 5 "
+            "AND 10))");
+}
+
 TEST(ExpandOwned, UsesTheHashFunctionOfTheKeyType) {
   auto t = ExpandOwned("$owned(email)", KeyType::kText, {{1, 2}});
   ASSERT_TRUE(t.ok());
