@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include <set>
 #include <thread>
 
@@ -184,6 +186,49 @@ absl::StatusOr<std::pair<pg::Conn*, pg::Conn*>> RolloutContext::Ends(const Pair&
   auto target = Node(p.target);
   if (!target.ok()) return target.status();
   return std::pair(*source, *target);
+}
+
+absl::StatusOr<std::map<std::string, std::vector<pg::Conn*>>> RolloutContext::OtherEnds(
+    const std::vector<Pair>& pairs, bool by_target) {
+  std::map<std::string, std::vector<pg::Conn*>> out;
+  for (const Pair& p : pairs) {
+    auto other = Node(by_target ? p.source : p.target);
+    if (!other.ok()) return other.status();
+    std::vector<pg::Conn*>& ends = out[by_target ? p.target : p.source];
+    if (std::find(ends.begin(), ends.end(), *other) == ends.end()) ends.push_back(*other);
+  }
+  return out;
+}
+
+absl::StatusOr<RolloutContext::IdColumnsByNode> RolloutContext::PrepareIds(
+    const std::vector<Pair>& pairs, bool on_targets) {
+  auto others = OtherEnds(pairs, on_targets);
+  if (!others.ok()) return others.status();
+  IdColumnsByNode out;
+  for (const auto& [node, from] : *others) {
+    auto c = Node(node);
+    if (!c.ok()) return c.status();
+    auto columns = PrepareContinueSequences(from, **c, *Result());
+    if (!columns.ok()) return columns.status();
+    out[node] = *std::move(columns);
+  }
+  return out;
+}
+
+absl::Status RolloutContext::ContinueIds(const std::vector<Pair>& pairs, bool on_targets,
+                                         const IdColumnsByNode& ids, std::string_view why) {
+  auto others = OtherEnds(pairs, on_targets);
+  if (!others.ok()) return others.status();
+  for (const auto& [node, from] : *others) {
+    auto c = Node(node);
+    if (!c.ok()) return c.status();
+    auto it = ids.find(node);
+    if (it == ids.end()) continue;
+    auto moved = ContinueSequencesPast(it->second, from, **c);
+    if (!moved.ok()) return moved.status();
+    for (const std::string& m : *moved) Log(fmt::format("{}: {}", why, m));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<pg::Conn>> RolloutContext::Connect(const std::string& node) const {

@@ -29,6 +29,7 @@
 #include "rollout_node.h"
 #include "rollout_store.h"
 #include "status_text.h"
+#include "table_clone.h"
 
 namespace shardline::migrate {
 
@@ -104,6 +105,10 @@ class RolloutContext {
   absl::StatusOr<pg::Conn*> Node(const std::string& node);
   // The connections to pair `p`'s source and target (Node of each).
   absl::StatusOr<std::pair<pg::Conn*, pg::Conn*>> Ends(const Pair& p);
+  // The connections to the other ends of `pairs`, each once: by target node its sources
+  // (`by_target`), or by source node its targets.
+  absl::StatusOr<std::map<std::string, std::vector<pg::Conn*>>> OtherEnds(
+      const std::vector<Pair>& pairs, bool by_target);
   // A new connection to `node` of its own (the gate's pause and snapshots).
   absl::StatusOr<std::unique_ptr<pg::Conn>> Connect(const std::string& node) const;
   const std::string& Dsn(const std::string& node) const;
@@ -138,6 +143,16 @@ class RolloutContext {
   // statement a router sends on an older map is refused there, whether or not it matches rows.
   absl::Status RaiseMapEpochs(const std::set<std::string>& nodes, std::int64_t version,
                               const std::string& why);
+
+  // Ids continue on the nodes of one side of `pairs` (the targets, `on_targets`, taking rows
+  // from their sources; or the sources taking them back from their targets): PrepareIds before
+  // the nodes are fenced (catalogs and scans), ContinueIds once the side has every row and
+  // before it takes writes (a few round trips per node), logging each sequence moved after
+  // `why`. See table_clone.h (PrepareContinueSequences, ContinueSequencesPast).
+  using IdColumnsByNode = std::map<std::string, std::vector<IdColumn>>;
+  absl::StatusOr<IdColumnsByNode> PrepareIds(const std::vector<Pair>& pairs, bool on_targets);
+  absl::Status ContinueIds(const std::vector<Pair>& pairs, bool on_targets,
+                           const IdColumnsByNode& ids, std::string_view why);
 
   // Waits (at most router_wait) until every live router applies `version` (or later).
   // DeadlineExceeded naming the routers behind.

@@ -42,6 +42,13 @@ absl::Status Unwind(RolloutContext& ctx, bool abort) {
   const bool aborting = ctx.state().migration.state == kMigrationAborting;
   const std::string kind = aborting ? "abort" : "rollback";
   return ctx.RunStep(0, kind, [&]() -> absl::Status {
+    // 0. Before anything is fenced: what continuing the sources' ids needs (the scans).
+    std::vector<Pair> switched_pairs;
+    for (int w : switched) {
+      for (const Pair& p : ctx.Pairs(w)) switched_pairs.push_back(p);
+    }
+    auto ids = ctx.PrepareIds(switched_pairs, /*on_targets=*/false);
+    if (!ids.ok()) return ids.status();
     // 1. Targets of switched waves: fence, wait out transactions older than the fence, and
     //    wait for reverse replication to deliver everything written there up to then.
     for (int w : switched) {
@@ -66,6 +73,11 @@ absl::Status Unwind(RolloutContext& ctx, bool abort) {
           }
         }
       }
+    }
+    // 1b. Ids continue on the sources past every id the targets handed out (delivered by
+    //     reverse replication above) and every position of the targets' sequences.
+    if (auto s = ctx.ContinueIds(switched_pairs, /*on_targets=*/false, *ids, kind); !s.ok()) {
+      return s;
     }
     // 2. Sources take writes again, before the map sends writers back to them (a router that
     //    meets the targets' fence waits for that map and retries on the source). The targets

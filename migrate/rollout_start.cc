@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -113,6 +114,28 @@ void CheckPublishable(const TableInfo& info, const TableConfig& table, std::stri
         "and DELETE could not be filtered by range; add it to the key or set REPLICA IDENTITY "
         "FULL",
         node, table.name, fmt::join(info.primary_key, ", "), table.key));
+  }
+}
+
+// Warns (a log line, not a refusal) about shard-key and primary-key columns that draw from a
+// sequence (serial, identity): the application may take them for globally unique ids, which a
+// per-node sequence is not.
+void WarnPerNodeSequences(const TableInfo& info, const TableConfig& table, std::string_view node,
+                          const std::function<void(const std::string&)>& log) {
+  for (const ColumnInfo& c : info.columns) {
+    if (c.sequences.empty()) continue;
+    const bool pk = std::find(info.primary_key.begin(), info.primary_key.end(), c.name) !=
+                    info.primary_key.end();
+    if (c.name != table.key && !pk) continue;
+    const std::string what =
+        c.identity != '\0'
+            ? fmt::format("is an identity column (sequence {}.{})", c.sequences.front().schema,
+                          c.sequences.front().name)
+            : fmt::format("defaults to {}", c.default_expr);
+    log(fmt::format("warning: node {}: table {}: {} {} {}, a per-node sequence: unique per node, "
+                    "not across nodes; use Router::NextId for global ids",
+                    node, table.name, c.name == table.key ? "shard key" : "primary-key column",
+                    c.name, what));
   }
 }
 
@@ -225,14 +248,7 @@ absl::StatusOr<std::int64_t> StartRollout(const RolloutOptions& options,
       }
       CheckShardable(*info, t, result.key_type(), s, problems);
       CheckPublishable(*info, t, s, problems);
-      if (const ColumnInfo* k = info->FindColumn(t.key);
-          k != nullptr && k->default_expr.find("nextval(") != std::string::npos) {
-        log(
-            fmt::format("warning: node {}: table {}: shard key {} defaults to {}, a per-node "
-                        "sequence: ids would collide once rows live on other nodes; use the "
-                        "router's id generator (shardline/id_gen.h)",
-                        s, t.name, t.key, k->default_expr));
-      }
+      WarnPerNodeSequences(*info, t, s, log);
       if (!source_info.count(t.name)) {
         source_info[t.name] = *info;
         source_of_info[t.name] = s;
@@ -246,6 +262,11 @@ absl::StatusOr<std::int64_t> StartRollout(const RolloutOptions& options,
           // Created like the source's, or refused now when that cannot be done faithfully.
           CheckClonable(source_info[t.name], t, result.key_type(), source_of_info[t.name],
                         problems);
+          if (auto s = CheckRolesOnTarget(*conns[tg], source_info[t.name],
+                                          source_of_info[t.name], problems);
+              !s.ok()) {
+            problems.emplace_back(Msg(s));
+          }
           to_create.push_back({tg, &t});
           continue;
         }
@@ -262,6 +283,53 @@ absl::StatusOr<std::int64_t> StartRollout(const RolloutOptions& options,
       CheckPublishable(*info, t, tg, problems);
     }
   }
+  // Reference tables (a full copy on every node): on every target present and compatible with
+  // a source's, or created like it with its rows (joins and fan-outs over them work there).
+  std::vector<std::pair<std::string, const TableConfig*>> references_to_create;
+  for (const TableConfig& t : result.tables()) {
+    if (!t.reference) continue;
+    for (const auto& s : sources) {
+      if (!conns.count(s) || source_info.count(t.name)) continue;
+      auto info = DescribeTable(*conns[s], t.name);
+      if (info.ok()) {
+        source_info[t.name] = *info;
+        source_of_info[t.name] = s;
+      } else if (info.status().code() != absl::StatusCode::kNotFound) {
+        problems.emplace_back(Msg(ExplainTimeout(
+            Annotate(info.status(), fmt::format("node {}: reading table {}", s, t.name)),
+            options)));
+      }
+    }
+    if (!source_info.count(t.name)) {
+      log(fmt::format("warning: reference table {} exists on none of the sources ({}); it is "
+                      "neither checked nor created on the targets",
+                      t.name, fmt::join(sources, ", ")));
+      continue;
+    }
+    const TableInfo& src = source_info[t.name];
+    for (const auto& tg : targets) {
+      if (!conns.count(tg)) continue;
+      auto info = DescribeTable(*conns[tg], t.name);
+      if (info.ok()) {
+        if (auto s = CheckCompatible(src, *info, source_of_info[t.name], tg); !s.ok()) {
+          problems.push_back(fmt::format("reference {}", Msg(s)));
+        }
+        continue;
+      }
+      if (info.status().code() != absl::StatusCode::kNotFound) {
+        problems.emplace_back(Msg(ExplainTimeout(
+            Annotate(info.status(), fmt::format("node {}: reading table {}", tg, t.name)),
+            options)));
+        continue;
+      }
+      CheckReferenceClonable(src, source_of_info[t.name], problems);
+      if (auto s = CheckRolesOnTarget(*conns[tg], src, source_of_info[t.name], problems);
+          !s.ok()) {
+        problems.emplace_back(Msg(s));
+      }
+      references_to_create.push_back({tg, &t});
+    }
+  }
   if (!problems.empty()) {
     std::string text;
     for (const auto& p : problems) text += "\n  " + p;
@@ -270,19 +338,25 @@ absl::StatusOr<std::int64_t> StartRollout(const RolloutOptions& options,
   }
 
   // Everything holds: create what is missing, install the fence objects, record the migration.
-  for (const auto& [target, table] : to_create) {
-    const std::string& src = source_of_info[table->name];
-    if (auto s = CloneTable(*conns[src], *conns[target], source_info[table->name], *table);
-        !s.ok()) {
-      if (s.code() == absl::StatusCode::kAlreadyExists) {
-        return absl::FailedPreconditionError(fmt::format(
-            "node {}: table {} appeared while `rollout start` ran (someone created it); nothing "
-            "was recorded: run start again so that it checks the table",
-            target, table->name));
+  // A reference table is created with the source's rows in the same transaction.
+  for (const bool reference : {false, true}) {
+    for (const auto& [target, table] : reference ? references_to_create : to_create) {
+      const std::string& src = source_of_info[table->name];
+      if (auto s = CloneTable(*conns[src], *conns[target], source_info[table->name], *table,
+                              /*with_rows=*/reference);
+          !s.ok()) {
+        if (s.code() == absl::StatusCode::kAlreadyExists) {
+          return absl::FailedPreconditionError(fmt::format(
+              "node {}: table {} appeared while `rollout start` ran (someone created it); "
+              "nothing was recorded: run start again so that it checks the table",
+              target, table->name));
+        }
+        return s;
       }
-      return s;
+      log(fmt::format("created {}table {} on node {} like node {}'s{}",
+                      reference ? "reference " : "", table->name, target, src,
+                      reference ? ", with its rows" : ""));
     }
-    log(fmt::format("created table {} on node {} like node {}'s", table->name, target, src));
   }
   for (auto& [name, conn] : conns) {
     if (auto s = InstallNodeObjects(*conn, result); !s.ok()) return s;

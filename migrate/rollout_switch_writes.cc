@@ -1,9 +1,10 @@
 // Phase switch writes of a wave (the write window): see rollout_phases.h. It reads as its
-// steps: CatchUpUnfenced, PrepareReverse, (window opens) FenceSources, WaitTargetsStopForward,
-// StartReverse, PublishOwners (window closes), DropForward, ReverseRunning. The window has a deadline
-// (RolloutOptions::write_window): when the targets have not caught up or reverse replication has
-// not started by then, RevertWindow unfences the sources (they keep the ranges; nothing was
-// published) and the step fails saying so, to be run again.
+// steps: CatchUpUnfenced, PrepareReverse, PrepareIds, (window opens) FenceSources,
+// WaitTargetsStopForward, ContinueSequences, StartReverse, PublishOwners (window closes),
+// DropForward, ReverseRunning. The window has a deadline (RolloutOptions::write_window): when
+// the targets have not caught up or reverse replication has not started by then, RevertWindow
+// unfences the sources (they keep the ranges; nothing was published) and the step fails saying
+// so, to be run again.
 #include <fmt/format.h>
 
 #include <map>
@@ -120,6 +121,16 @@ absl::Status WaitTargetsStopForward(RolloutContext& ctx, int w, const std::vecto
     }
   }
   return absl::OkStatus();
+}
+
+// Ids continue on the new owners: each target's serial and identity sequences are set past every
+// position its sources' sequences reached and every id it holds (the sources are fenced and the
+// target has their last rows; the target owns nothing of the ranges yet), so it never hands out
+// an id it already holds. A few round trips per target: the catalogs and scans were read before
+// the window (RolloutContext::PrepareIds).
+absl::Status ContinueSequences(RolloutContext& ctx, int w, const std::vector<Pair>& pairs,
+                               const RolloutContext::IdColumnsByNode& ids) {
+  return ctx.ContinueIds(pairs, /*on_targets=*/true, ids, fmt::format("wave {}", w));
 }
 
 // Reverse replication target -> source, from right after the rows forward replication applied,
@@ -338,6 +349,8 @@ absl::Status SwitchWrites(RolloutContext& ctx, int w) {
   const std::vector<Pair> pairs = ctx.Pairs(w);
   if (auto s = CatchUpUnfenced(ctx, w, pairs); !s.ok()) return s;
   if (auto s = PrepareReverse(ctx, w, pairs); !s.ok()) return s;
+  auto ids = ctx.PrepareIds(pairs, /*on_targets=*/true);  // before the window: scans
+  if (!ids.ok()) return ids.status();
   ctx.Point("writes:reverse_prepared");
   // Recorded before the fence (a rerun keeps the first time: the window is what writers saw).
   if (auto s = RecordFencedAt(ctx.catalog(), ctx.id(), w); !s.ok()) return s;
@@ -353,6 +366,10 @@ absl::Status SwitchWrites(RolloutContext& ctx, int w) {
   }
   window.Lap("target caught up, forward replication stopped");
   ctx.Point("writes:forward_stopped");
+  if (auto s = ContinueSequences(ctx, w, pairs, *ids); !s.ok()) {
+    return RevertWindow(ctx, w, pairs, s);
+  }
+  window.Lap("ids continued");
   if (auto s = StartReverse(ctx, w, pairs); !s.ok()) {
     return RevertWindow(ctx, w, pairs, s);
   }

@@ -9,11 +9,20 @@
 // value); defaults that call sequences (a serial's nextval(...): the sequence is created with the
 // source's name, options and current value); generated columns (GENERATED ALWAYS AS (...)
 // STORED); PRIMARY KEY, UNIQUE, CHECK and EXCLUDE constraints with their names; the other
-// indexes; REPLICA IDENTITY. Not reproduced, and so refused: see CheckClonable.
-// Not compared and not reproduced (no effect on what rows are accepted): owner, grants,
-// comments, storage parameters, statistics targets, column compression and storage.
+// indexes; REPLICA IDENTITY; the owner and the ACLs of the table, its columns and the sequences
+// it creates (so the application's roles keep working on the copy; CheckRolesOnTarget refuses
+// what it cannot reproduce). Not reproduced, and so refused: see CheckClonable.
+// Not compared and not reproduced (no effect on what rows are accepted): comments, storage
+// parameters, statistics targets, column compression and storage; the grantor of a privilege
+// (the owner grants it on the copy).
+//
+// Ids continue: ContinueSequencesPast sets a node's sequences past the ids other nodes handed
+// out, at a switch of writes (and back, at a rollback).
 #pragma once
 
+#include <cstdint>
+#include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -61,12 +70,28 @@ void CheckShardable(const TableInfo& info, const TableConfig& table, KeyType key
 void CheckClonable(const TableInfo& info, const TableConfig& table, KeyType key_type,
                    std::string_view node, std::vector<std::string>& problems);
 
+// The checks for a reference table (a full copy on every node, no shard key) that is to be
+// created on a target with the source's rows: a plain permanent table, and CheckClonable's
+// refusals of what CloneTable cannot reproduce. Pure.
+void CheckReferenceClonable(const TableInfo& info, std::string_view node,
+                            std::vector<std::string>& problems);
+
+// Appends one problem line per role that the owner or ACLs of `info` (the table as described on
+// node `source_node`, with its sequences) name and that does not exist on `target`'s server: a
+// clone could not be given the same owner and grants. Each line names the role, what it owns or
+// is granted, and what to do. Errors only when the target cannot be read.
+absl::Status CheckRolesOnTarget(pg::Conn& target, const TableInfo& info,
+                                std::string_view source_node,
+                                std::vector<std::string>& problems);
+
 // Creates `table` on `target` with the definition `info` describes (DescribeTable on `source`),
 // in one transaction on the target, so that either the whole table appears or nothing does:
 // the schemas it needs, the sequences its defaults call (created when missing, set to the
 // source's current value; an existing one is left as it is), the table with its columns and
 // constraints, its other indexes, its replica identity, and its identity sequences set to
-// continue after the source's. Expressions and definitions are the source's pg_get_* text; the
+// continue after the source's, its owner and ACLs (and those of the sequences it created); with
+// `with_rows`, every row of the source's table too (a reference table, COPY piped from source
+// to target in the same transaction). Expressions and definitions are the source's pg_get_* text; the
 // target runs them under the source session's search_path so names resolve alike. Identifiers
 // are quoted with the target's libpq escaping; the values of setval travel as parameters.
 // Precondition: CheckClonable reported no problems (CloneTable refuses FailedPrecondition,
@@ -76,6 +101,46 @@ void CheckClonable(const TableInfo& info, const TableConfig& table, KeyType key_
 // type or extension missing on the target), prefixed with the target node and table. Reads
 // the source's sequences (needs SELECT on them). Blocks for a handful of round trips per side.
 absl::Status CloneTable(pg::Conn& source, pg::Conn& target, const TableInfo& info,
-                        const TableConfig& table);
+                        const TableConfig& table, bool with_rows = false);
+
+// Ids continue on a node that takes over rows from other nodes (`to`, taking rows from `from`):
+// every serial or identity sequence of every sharded table on `to` is set past the furthest of
+// (each `from` node's sequence of the same column) and (the column's greatest value on `to`),
+// in the sequence's direction; a sequence already past is never moved back. So no id `to`
+// hands out afterwards is one it holds. In two parts, so that the part inside the write window
+// is a few round trips whatever the table sizes:
+//   PrepareContinueSequences, before the window: the catalogs of `to` and of every `from`
+//     (which sequence each column draws from, whether an index leads with the column), and a
+//     scan of `to`'s table for the columns no index leads (max() of those is a full scan);
+//   ContinueSequencesPast, in the window (while `from` take no writes into the moved ranges and
+//     `to` not yet): one statement per `from` node (its sequences' positions), one on `to` (its
+//     positions and the indexed columns' extremes, index probes), one setval statement.
+// Rows that arrive on `to` between the two parts with an id above every `from` sequence (an id
+// the application chose itself, in an unindexed column) are not seen; a source would hand out
+// such an id itself later, so the application does not write them. setval is not atomic with a
+// nextval on `to` between the read and the set (none on a node that owns nothing of the table
+// yet; a rollback's sources run it while their other ranges take writes).
+
+// A sequence-backed column of a sharded table on the node taking rows over.
+struct IdColumn {
+  std::string table;     // as the map names it
+  std::string column;    // unquoted
+  std::string sequence;  // on the node, quoted and schema-qualified
+  std::int64_t increment = 1;
+  bool indexed = false;  // an index leads with the column: its max() is read in the window
+  std::optional<std::int64_t> scanned;  // not indexed: its extreme, read before the window
+  std::map<std::string, std::string> source_sequences;  // by `from` node: its sequence, quoted
+};
+
+// Before the window (see above). Errors name the node and table.
+absl::StatusOr<std::vector<IdColumn>> PrepareContinueSequences(const std::vector<pg::Conn*>& from,
+                                                               pg::Conn& to,
+                                                               const ShardMap& map);
+
+// In the window (see above), with what PrepareContinueSequences returned for the same nodes.
+// Returns one line per sequence moved ("node n3: sequence public.orders_id_seq of orders.id:
+// 1500 -> 101500"); errors name the node.
+absl::StatusOr<std::vector<std::string>> ContinueSequencesPast(
+    const std::vector<IdColumn>& columns, const std::vector<pg::Conn*>& from, pg::Conn& to);
 
 }  // namespace shardline::migrate

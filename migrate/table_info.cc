@@ -4,8 +4,48 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <set>
 
 namespace shardline::migrate {
+namespace {
+
+// The owner and ACL of relation `oid` (a table with its columns' ACLs, or a sequence).
+absl::StatusOr<Privileges> ReadPrivileges(pg::Conn& conn, const std::string& oid) {
+  auto r = conn.Exec(
+      "SELECT 0 AS kind, pg_get_userbyid(c.relowner) AS who, (c.relacl IS NOT NULL)::text AS "
+      "what, false AS grantable, '' AS col FROM pg_class c WHERE c.oid = $1::oid "
+      "UNION ALL SELECT 1, CASE WHEN x.grantee = 0 THEN '' ELSE pg_get_userbyid(x.grantee) END, "
+      "x.privilege_type, x.is_grantable, '' FROM pg_class c, aclexplode(c.relacl) x "
+      "WHERE c.oid = $1::oid "
+      "UNION ALL SELECT 2, CASE WHEN x.grantee = 0 THEN '' ELSE pg_get_userbyid(x.grantee) END, "
+      "x.privilege_type, x.is_grantable, a.attname FROM pg_attribute a, aclexplode(a.attacl) x "
+      "WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped "
+      "ORDER BY kind, col, who, what",
+      {oid});
+  if (!r.ok()) return r.status();
+  Privileges p;
+  for (int i = 0; i < r->rows(); ++i) {
+    if (r->Text(i, 0) == "0") {
+      p.owner = r->String(i, 1);
+      p.explicit_acl = r->Text(i, 2) == "true";
+      continue;
+    }
+    p.acl.push_back(AclEntry{r->String(i, 1), r->String(i, 2), r->Text(i, 3) == "t",
+                             r->String(i, 4)});
+  }
+  return p;
+}
+
+}  // namespace
+
+std::vector<std::string> Privileges::Roles() const {
+  std::set<std::string> roles;
+  if (!owner.empty()) roles.insert(owner);
+  for (const AclEntry& e : acl) {
+    if (!e.grantee.empty()) roles.insert(e.grantee);
+  }
+  return {roles.begin(), roles.end()};
+}
 
 bool TableInfo::HasColumn(std::string_view column) const { return FindColumn(column) != nullptr; }
 
@@ -99,7 +139,8 @@ absl::StatusOr<TableInfo> DescribeTable(pg::Conn& conn, const std::string& table
       "q.seqincrement, q.seqmin, q.seqmax, q.seqcache, q.seqcycle, "
       "EXISTS (SELECT 1 FROM pg_depend o WHERE o.classid = 'pg_class'::regclass "
       "        AND o.objid = s.oid AND o.refclassid = 'pg_class'::regclass "
-      "        AND o.refobjid = $1::oid AND o.refobjsubid = x.attnum AND o.deptype = 'a') "
+      "        AND o.refobjid = $1::oid AND o.refobjsubid = x.attnum AND o.deptype = 'a'), "
+      "s.oid::bigint "
       "FROM ("
       "  SELECT dep.refobjsubid AS attnum, dep.objid AS seq FROM pg_depend dep "
       "  WHERE dep.classid = 'pg_class'::regclass AND dep.refclassid = 'pg_class'::regclass "
@@ -129,6 +170,9 @@ absl::StatusOr<TableInfo> DescribeTable(pg::Conn& conn, const std::string& table
       q.cache = seqs->Int64Or0(r, 8);
       q.cycle = seqs->Text(r, 9) == "t";
       q.owned_by_column = seqs->Text(r, 10) == "t";
+      auto privileges = ReadPrivileges(conn, seqs->String(r, 11));
+      if (!privileges.ok()) return privileges.status();
+      q.privileges = *std::move(privileges);
       info.columns[i].sequences.push_back(std::move(q));
     }
   }
@@ -171,6 +215,9 @@ absl::StatusOr<TableInfo> DescribeTable(pg::Conn& conn, const std::string& table
       {oid});
   if (!trg.ok()) return trg.status();
   for (int r = 0; r < trg->rows(); ++r) info.user_triggers.push_back(trg->String(r, 0));
+  auto privileges = ReadPrivileges(conn, oid);
+  if (!privileges.ok()) return privileges.status();
+  info.privileges = *std::move(privileges);
   return info;
 }
 

@@ -15,6 +15,24 @@
 
 namespace shardline::migrate {
 
+// One privilege of a relation's (or a column's) ACL, from aclexplode: what GRANT reproduces.
+struct AclEntry {
+  std::string grantee;    // role name; "" = PUBLIC
+  std::string privilege;  // "SELECT", "INSERT", "USAGE", ...
+  bool grantable = false;  // WITH GRANT OPTION
+  std::string column;     // "" for the relation; the column for a column privilege
+};
+
+// Who owns a relation and who may use it: pg_class.relowner, relacl (and the columns' attacl).
+struct Privileges {
+  std::string owner;  // role name
+  // False when relacl is NULL: the owner's default privileges, nothing granted to others.
+  bool explicit_acl = false;
+  std::vector<AclEntry> acl;  // relation entries (explicit_acl), then column entries
+  // The roles named (owner and grantees other than PUBLIC), each once, sorted.
+  std::vector<std::string> Roles() const;
+};
+
 // A sequence a column draws from: its identity sequence, or one its default calls (a serial's
 // nextval('users_id_seq'::regclass)). Catalog facts only; the current value is read when needed
 // (it takes SELECT on the sequence, which backfill and verify do not need).
@@ -29,6 +47,7 @@ struct SequenceInfo {
   std::int64_t cache = 1;
   bool cycle = false;
   bool owned_by_column = false;  // OWNED BY this column (a serial's), not merely called
+  Privileges privileges;         // its owner and ACL
 };
 
 struct ColumnInfo {
@@ -77,6 +96,7 @@ struct TableInfo {
   std::vector<std::string> index_defs;
   std::string replica_identity_index;        // unquoted index name when replica_identity == 'i'
   std::vector<std::string> user_triggers;    // non-internal triggers other than shardline_fence
+  Privileges privileges;                     // owner, table and column ACLs
 
   bool HasColumn(std::string_view column) const;
   const ColumnInfo* FindColumn(std::string_view column) const;

@@ -384,8 +384,11 @@ absl::Status RouterImpl::RefreshMap() {
   absl::StatusOr<std::shared_ptr<const ShardMap>> map;
   {
     MutexLock lock(&refresh_mu_);
+    // The time the load began: a load that began after a write was refused saw every map
+    // deployed before that refusal (AwaitNewOwner).
+    const auto started = Clock::now();
     map = source_->Load();
-    last_refresh_.store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+    last_refresh_.store(started.time_since_epoch().count(), std::memory_order_relaxed);
   }
   if (!map.ok()) {
     Refuse(map.status());
@@ -404,21 +407,29 @@ std::shared_ptr<const RoutingTable> RouterImpl::AwaitNewOwner(
     const int owner = t.map->OwnerNodeIndex(t.map->RangeIndex(hash));
     return t.nodes[static_cast<std::size_t>(owner)].name != fenced_node;
   };
+  const auto refused_at = Clock::now();
   for (;;) {
     std::shared_ptr<const RoutingTable> t = table();
     if (moved(*t)) return t;
-    // Re-read the source unless another thread just did (many writers hit the same fence).
     const auto last =
         Clock::time_point(Clock::duration(last_refresh_.load(std::memory_order_relaxed)));
+    if (!source_->Live()) {
+      // A file changes only when someone deploys one: one re-read that began after this write
+      // was refused (another thread's will do), then no waiting.
+      if (last < refused_at) {
+        (void)RefreshMap();  // failures are logged
+        t = table();
+        if (moved(*t)) return t;
+      }
+      return nullptr;
+    }
+    // Re-read the catalog unless another thread just did (many writers hit the same fence).
     if (Clock::now() - last >= kFenceRecheckEvery) {
       const absl::Status refreshed = RefreshMap();  // failures are logged
       t = table();
       if (moved(*t)) return t;
-      // No newer map will come by waiting: a file is re-read only when someone deploys one,
-      // and an unreachable catalog publishes nothing to us.
-      if (!refreshed.ok() || !source_->Live()) return nullptr;
-    } else if (!source_->Live()) {
-      return nullptr;  // another thread re-read the file just now
+      // An unreachable catalog publishes nothing to us: no waiting either.
+      if (!refreshed.ok()) return nullptr;
     }
     const auto now = Clock::now();
     if (now >= deadline) return nullptr;

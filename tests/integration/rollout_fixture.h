@@ -28,6 +28,7 @@
 #include "cluster.h"
 #include "pg_conn.h"
 #include "rollout_waves.h"
+#include "shardline/errors.h"
 #include "shardline/map_toml.h"
 #include "shardline/router.h"
 #include "shardline/shard_map.h"
@@ -41,23 +42,35 @@ using Json = nlohmann::json;
 constexpr int kInitialRows = 3000;
 constexpr int kRanges = 8;
 
+// The options of a test's writing Router: following the catalog, or `map_file` when given.
+inline RouterOptions WriterRouterOptions(const std::string& catalog_dsn,
+                                         const std::string& map_file = "") {
+  RouterOptions o;
+  if (map_file.empty()) {
+    o.catalog_dsn = catalog_dsn;
+  } else {
+    o.map_file = map_file;
+  }
+  o.map_poll_interval = std::chrono::milliseconds(100);
+  // A fenced write waits for the new map at most this long: generous, so that a slow
+  // machine does not turn a write window into errors.
+  o.pool.checkout_timeout = std::chrono::seconds(10);
+  o.log_sink = [](LogLevel, std::string_view) {};
+  return o;
+}
+
 // Writes through a Router on its own thread: upserts of random keys (existing and new), and
-// records the last acknowledged value of every key. Thread-safe accessors.
+// records the last acknowledged value of every key. The router follows the catalog, or
+// `map_file` when given (a service whose map names its own role; it retries fenced writes
+// until the file is updated, at most 10 s). Thread-safe accessors.
 class Writer {
  public:
-  explicit Writer(std::string catalog_dsn, std::uint64_t seed)
-      : catalog_dsn_(std::move(catalog_dsn)), seed_(seed) {}
+  explicit Writer(std::string catalog_dsn, std::uint64_t seed, std::string map_file = "")
+      : catalog_dsn_(std::move(catalog_dsn)), seed_(seed), map_file_(std::move(map_file)) {}
   ~Writer() { Stop(); }
 
   void Start() {
-    RouterOptions o;
-    o.catalog_dsn = catalog_dsn_;
-    o.map_poll_interval = std::chrono::milliseconds(100);
-    // A fenced write waits for the new map at most this long: generous, so that a slow
-    // machine does not turn a write window into errors.
-    o.pool.checkout_timeout = std::chrono::seconds(10);
-    o.log_sink = [](LogLevel, std::string_view) {};
-    auto r = Router::Create(o);
+    auto r = Router::Create(WriterRouterOptions(catalog_dsn_, map_file_));
     ASSERT_TRUE(r.ok()) << r.status();
     router_ = std::move(*r);
     thread_ = std::thread([this] { Run(); });
@@ -89,6 +102,8 @@ class Writer {
     return errors_;
   }
   std::int64_t acked_count() const { return acked_count_.load(); }
+  // Fenced writes retried (only when following a map file).
+  std::int64_t fenced_retries() const { return fenced_retries_.load(); }
 
  private:
   void Run() {
@@ -97,11 +112,22 @@ class Writer {
     while (!stop_) {
       const std::int64_t key = static_cast<std::int64_t>(rng() % (kInitialRows * 2)) + 1;
       ++value;
-      auto r = router_->Execute(
-          ShardKey(key),
-          "INSERT INTO users (user_id, v) VALUES ($1, $2) ON CONFLICT (user_id) DO UPDATE SET "
-          "v = EXCLUDED.v",
-          {key, value});
+      auto write = [&] {
+        return router_->Execute(
+            ShardKey(key),
+            "INSERT INTO users (user_id, v) VALUES ($1, $2) ON CONFLICT (user_id) DO UPDATE SET "
+            "v = EXCLUDED.v",
+            {key, value});
+      };
+      auto r = write();
+      // A router on a map file fails a fenced write at once (no newer map comes by itself):
+      // the service retries it (safe: a fenced write had no effect) once its file is updated.
+      for (int retry = 0; !map_file_.empty() && !r.ok() && IsFenced(r.status()) && retry < 500;
+           ++retry) {
+        ++fenced_retries_;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        r = write();
+      }
       std::lock_guard<std::mutex> l(mu_);
       if (r.ok()) {
         acked_[key] = value;
@@ -115,10 +141,12 @@ class Writer {
 
   const std::string catalog_dsn_;
   const std::uint64_t seed_;
+  const std::string map_file_;
   std::unique_ptr<Router> router_;
   std::thread thread_;
   std::atomic<bool> stop_{false};
   std::atomic<std::int64_t> acked_count_{0};
+  std::atomic<std::int64_t> fenced_retries_{0};
   std::mutex mu_;
   std::map<std::int64_t, std::int64_t> acked_;
   std::vector<std::string> errors_;

@@ -101,7 +101,9 @@ class StaleWriterTest : public RolloutTest {
 // fails rather than undercount, and the router fails at once (the file will not produce a
 // newer map) instead of waiting its checkout timeout per call.
 TEST_F(StaleWriterTest, ServiceOnAnOldMapFileIsRefusedForEveryShapeOfWriteAfterCleanup) {
-  ServiceRole svc(*db_, 2);
+  // On n3's server too: start gives the copy of users the sources' grants, and refuses a role
+  // the target's server lacks.
+  ServiceRole svc(*db_, 3);
   svc.GrantOn(0, "users");
   svc.GrantOn(1, "users");
   const std::string old_map = (dir_ / "old-map.toml").string();
