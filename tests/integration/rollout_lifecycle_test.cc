@@ -252,13 +252,14 @@ TEST_F(RolloutLifecycleTest, RollbackThatCannotDeliverHandsWritesBackAndComplete
   ASSERT_TRUE(writer.WaitForMoreWrites(300));
   ASSERT_NO_FATAL_FAILURE(SetReverseEnabled(false));
 
-  // status and advance see it.
+  // status sees it.
   Json before = Status()[0];
   ASSERT_FALSE(before["reverse_problems"].empty()) << before.dump(2);
   EXPECT_THAT(before["reverse_problems"][0].get<std::string>(), HasSubstr("is disabled"));
 
   const auto start = std::chrono::steady_clock::now();
   CommandResult r = Cli({"rollout", "rollback", "--migration", "1", "--apply-wait", "2"}, 1);
+  std::printf("the failed rollback said:\n%s", r.err.c_str());
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   EXPECT_LT(seconds, 60.0);
@@ -298,6 +299,61 @@ TEST_F(RolloutLifecycleTest, RollbackThatCannotDeliverHandsWritesBackAndComplete
   ExpectWritesOnOwners(acked, /*exclusive=*/true);
   EXPECT_EQ(ReplicationObjects(), 0);
   ExpectMarksOnlyWhereNotServed();
+}
+
+// Point 7, the issue's own case: a unique index on a non-key column of the source that the
+// move makes conflict. A row written on the target collides there, the reverse apply worker
+// fails on it, and the rollback fails naming the apply errors; the targets keep taking writes;
+// once the colliding row is gone the rerun completes with every acknowledged write on the
+// sources. Fails before the change: the targets stayed fenced after the failed rollback.
+TEST_F(RolloutLifecycleTest, RollbackBlockedByAConflictingUniqueKeyCompletesOnceItIsFixed) {
+  Writer writer(db_->control_dsn(), 63);
+  writer.Start();
+  Cli({"rollout", "start", "--plan", plan_, "--waves", "100%"}, 0);
+  ASSERT_NO_FATAL_FAILURE(RunUntil(1, "writes_switched"));
+  ASSERT_TRUE(writer.WaitForMoreWrites(200));
+  // Only the sources have the unique index (created after the clone); the writer's values are
+  // unique anyway (1000001 upwards).
+  for (int i = 0; i < 2; ++i) Exec(i, "CREATE UNIQUE INDEX users_v_key ON users (v)");
+  const std::int64_t on_target = KeyOwnedBy("n3");
+  // The same value under a new key on each source (whichever gets on_target's row back).
+  const std::vector<std::int64_t> on_sources = {KeyOwnedBy("n1"), KeyOwnedBy("n2")};
+  auto router = NewRouter();
+  ASSERT_NE(router, nullptr);
+  const std::int64_t clash = 777777777;
+  const char* insert = "INSERT INTO users (user_id, v) VALUES ($1, $2)";
+  for (std::int64_t k : on_sources) {
+    ASSERT_TRUE(router->Execute(ShardKey(k), insert, {k, clash}).ok());
+  }
+  ASSERT_TRUE(router->Execute(ShardKey(on_target), insert, {on_target, clash}).ok());
+
+  CommandResult r = Cli({"rollout", "rollback", "--migration", "1", "--apply-wait", "3"}, 1);
+  std::printf("the failed rollback said:\n%s", r.err.c_str());
+  EXPECT_THAT(r.err, HasSubstr("apply error"));
+  EXPECT_THAT(r.err, HasSubstr("server log"));
+  EXPECT_THAT(r.err, HasSubstr("took the writes back"));
+  EXPECT_EQ(Status()[0]["state"], "rolling_back");
+  // The target still takes writes.
+  auto w = router->Execute(ShardKey(on_target), "UPDATE users SET v = $2 WHERE user_id = $1",
+                           {on_target, clash + 1});
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_EQ(Rows(2)[on_target], clash + 1);
+
+  // The fix: the rows the sources hold under that value go (the blocked insert from the target
+  // still carries `clash` and is applied then).
+  for (std::int64_t k : on_sources) {
+    auto d = router->Execute(ShardKey(k), "DELETE FROM users WHERE user_id = $1", {k});
+    ASSERT_TRUE(d.ok()) << d.status();
+  }
+  router.reset();
+  Cli({"rollout", "rollback", "--migration", "1"}, 0);
+  ASSERT_TRUE(writer.WaitForMoreWrites(200));
+  writer.Stop();
+  EXPECT_EQ(Status()[0]["state"], "rolled_back");
+  auto acked = writer.Acked();
+  acked[on_target] = clash + 1;
+  ExpectWritesOnOwners(acked, /*exclusive=*/true);
+  EXPECT_EQ(ReplicationObjects(), 0);
 }
 
 // Hand publishes respect a migration: refused while one is active (naming it), allowed with
