@@ -79,6 +79,15 @@ class RolloutLifecycleTest : public RolloutTest {
     ASSERT_GT(n, 0) << "no reverse subscription found";
   }
 
+  // Starts `writer`, then the plan adding n3 in one wave up to its write switch, and waits until
+  // the target took writes.
+  void SwitchWritesUnderLoad(Writer& writer) {
+    writer.Start();
+    Cli({"rollout", "start", "--plan", plan_, "--waves", "100%"}, 0);
+    ASSERT_NO_FATAL_FAILURE(RunUntil(1, "writes_switched"));
+    ASSERT_TRUE(writer.WaitForMoreWrites(300));
+  }
+
   // Writes the current map with the next version and one more (reference) table to a file and
   // returns its path: a change of someone else's.
   std::string NextMapFile(const std::string& name) {
@@ -246,10 +255,7 @@ TEST_F(RolloutLifecycleTest, OwnedFanOutSkipsANodeThatOwnsNothing) {
 // leaves the map. Fails before the change: the targets stayed fenced and the write was refused.
 TEST_F(RolloutLifecycleTest, RollbackThatCannotDeliverHandsWritesBackAndCompletesOnRerun) {
   Writer writer(db_->control_dsn(), 62);
-  writer.Start();
-  Cli({"rollout", "start", "--plan", plan_, "--waves", "100%"}, 0);
-  ASSERT_NO_FATAL_FAILURE(RunUntil(1, "writes_switched"));
-  ASSERT_TRUE(writer.WaitForMoreWrites(300));
+  ASSERT_NO_FATAL_FAILURE(SwitchWritesUnderLoad(writer));
   ASSERT_NO_FATAL_FAILURE(SetReverseEnabled(false));
 
   // status sees it.
@@ -308,10 +314,7 @@ TEST_F(RolloutLifecycleTest, RollbackThatCannotDeliverHandsWritesBackAndComplete
 // sources. Fails before the change: the targets stayed fenced after the failed rollback.
 TEST_F(RolloutLifecycleTest, RollbackBlockedByAConflictingUniqueKeyCompletesOnceItIsFixed) {
   Writer writer(db_->control_dsn(), 63);
-  writer.Start();
-  Cli({"rollout", "start", "--plan", plan_, "--waves", "100%"}, 0);
-  ASSERT_NO_FATAL_FAILURE(RunUntil(1, "writes_switched"));
-  ASSERT_TRUE(writer.WaitForMoreWrites(200));
+  ASSERT_NO_FATAL_FAILURE(SwitchWritesUnderLoad(writer));
   // Only the sources have the unique index (created after the clone); the writer's values are
   // unique anyway (1000001 upwards).
   for (int i = 0; i < 2; ++i) Exec(i, "CREATE UNIQUE INDEX users_v_key ON users (v)");
