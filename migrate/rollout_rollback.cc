@@ -145,9 +145,10 @@ absl::Status Unwind(RolloutContext& ctx, bool abort) {
       if (auto s = DeliverTargetsWrites(ctx, w); !s.ok()) return TurnTargetsBack(ctx, switched, s);
     }
     // 1b. Ids continue on the sources past every id the targets handed out (delivered by
-    //     reverse replication above) and every position of the targets' sequences.
+    //     reverse replication above) and every position of the targets' sequences. The
+    //     sources still fence: a failure here hands the writes back to the targets too.
     if (auto s = ctx.ContinueIds(switched_pairs, /*on_targets=*/false, *ids, kind); !s.ok()) {
-      return s;
+      return TurnTargetsBack(ctx, switched, s);
     }
     // 2. Sources take writes again, before the map sends writers back to them (a router that
     //    meets the targets' fence waits for that map and retries on the source). The targets
