@@ -142,6 +142,10 @@ void WarnPerNodeSequences(const TableInfo& info, const TableConfig& table, std::
 // What `start` learns before it changes anything: the nodes' connections, the problems found
 // (all listed at once), the source definition of each table, and what to create where.
 struct StartPlan {
+  StartPlan(const RolloutOptions& o, const ParsedPlan& p,
+            std::function<void(const std::string&)> l)
+      : options(o), plan(p), result(*p.result_map), log(std::move(l)) {}
+
   const RolloutOptions& options;
   const ParsedPlan& plan;
   const ShardMap& result;
@@ -404,7 +408,7 @@ absl::StatusOr<std::int64_t> StartRollout(const RolloutOptions& options,
   // what finally decides (CreateMigration).
   if (auto s = LockStart(cat); !s.ok()) return s;
 
-  StartPlan sp{.options = options, .plan = *plan, .result = *plan->result_map, .log = log};
+  StartPlan sp(options, *plan, log);
   sp.waves = SplitIntoWaves(plan->plan.moves, start.wave_percents);
   // Every check runs and every problem is listed before anything is touched.
   if (auto s = CheckCatalog(cat, **catalog, sp); !s.ok()) return s;
