@@ -17,18 +17,14 @@ namespace {
 absl::Status AdvanceOnce(RolloutContext& ctx, bool wait_soak, bool* done) {
   *done = false;
   if (auto s = ctx.RequireState("advance"); !s.ok()) return s;
-  const WaveRecord* cur = nullptr;
-  for (const WaveRecord& w : ctx.state().waves) {
-    if (w.step < WaveStep::kWritesSwitched) {
-      cur = &w;
-      break;
-    }
-  }
-  if (cur == nullptr) {
-    *done = true;
+  const NextStep next = NextStepOf(ctx.state());
+  using Kind = NextStep::Kind;
+  if (next.kind == Kind::kCleanup || next.kind == Kind::kNothing ||
+      (next.kind == Kind::kWaitSoak && next.next_wave == 0)) {
+    *done = true;  // every wave switched writes (cleanup comes next), or nothing is left
     return absl::OkStatus();
   }
-  const int w = cur->wave;
+  const int w = next.kind == Kind::kWaitSoak ? next.next_wave : next.wave;
   // Reverse replication of the switched waves must run: it is what a rollback gives the
   // ranges back with, and moving on would widen what it must carry.
   if (w > 1) {
@@ -41,37 +37,35 @@ absl::Status AdvanceOnce(RolloutContext& ctx, bool wait_soak, bool* done) {
           ctx.id(), fmt::join(h.blocking, "; ")));
     }
   }
-  if (cur->step == WaveStep::kPending && w > 1) {
-    const WaveRecord& prev = ctx.state().waves[static_cast<std::size_t>(w - 2)];
-    if (!prev.soak_over) {
-      if (!wait_soak) {
-        return absl::FailedPreconditionError(fmt::format(
-            "migration {}: wave {} soaks until {} ({:.0f} s left); run advance again then "
-            "(or with --auto, which waits)",
-            ctx.id(), prev.wave, prev.soak_until, prev.soak_left_seconds));
-      }
-      ctx.Log(fmt::format("wave {} soaks for {:.0f} s more", prev.wave, prev.soak_left_seconds));
-      std::this_thread::sleep_for(
-          std::chrono::milliseconds(static_cast<std::int64_t>(prev.soak_left_seconds * 1000) + 50));
-      return ctx.Reload();
+  if (next.kind == Kind::kWaitSoak) {
+    const WaveRecord& prev = ctx.state().waves[static_cast<std::size_t>(next.wave - 1)];
+    if (!wait_soak) {
+      return absl::FailedPreconditionError(fmt::format(
+          "migration {}: wave {} soaks until {} ({:.0f} s left); run advance again then "
+          "(or with --auto, which waits)",
+          ctx.id(), prev.wave, prev.soak_until, prev.soak_left_seconds));
     }
+    ctx.Log(fmt::format("wave {} soaks for {:.0f} s more", prev.wave, prev.soak_left_seconds));
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(static_cast<std::int64_t>(prev.soak_left_seconds * 1000) + 50));
+    return ctx.Reload();
   }
   absl::Status s;
-  switch (cur->step) {
-    case WaveStep::kPending:
+  switch (next.kind) {
+    case Kind::kCatchUp:
       s = ctx.RunStep(w, "catch_up", [&] { return CatchUp(ctx, w); });
       break;
-    case WaveStep::kCatchingUp:
+    case Kind::kGate:
       s = ctx.RunStep(w, "gate", [&] { return Gate(ctx, w); });
       break;
-    case WaveStep::kVerified:
+    case Kind::kSwitchReads:
       s = ctx.RunStep(w, "switch_reads", [&] { return SwitchReads(ctx, w); });
       break;
-    case WaveStep::kReadsSwitched:
+    case Kind::kSwitchWrites:
       s = ctx.RunStep(w, "switch_writes", [&] { return SwitchWrites(ctx, w); });
       break;
     default:
-      s = absl::InternalError("unexpected wave step");
+      s = absl::InternalError(fmt::format("advance: unexpected next step for wave {}", w));
   }
   if (!s.ok()) return s;
   return ctx.Reload();

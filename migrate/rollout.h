@@ -123,7 +123,30 @@ absl::StatusOr<RolloutStatus> DescribeRollout(const RolloutOptions& options, std
 // Ids of every migration, newest first.
 absl::StatusOr<std::vector<std::int64_t>> ListRollouts(const RolloutOptions& options);
 
-// What the next command would do for a migration in `state` (pure).
+// The next step of a migration, decided from its recorded state alone: the one state machine
+// that both the runner (`advance`) and `status` read, so they never disagree.
+struct NextStep {
+  enum class Kind {
+    kCatchUp,          // `advance`: wave's catch-up
+    kGate,             // `advance`: wave's gate
+    kSwitchReads,      // `advance`: wave's switch of reads
+    kSwitchWrites,     // `advance`: wave's switch of writes (or finish an interrupted one)
+    kWaitSoak,         // the previous wave (or the last one, before cleanup) soaks
+    kCleanup,          // every wave switched and soaked: `cleanup`
+    kFinishCleanup,    // a cleanup began: only `cleanup` continues it
+    kFinishRollback,   // a rollback began: only `rollback` continues it
+    kFinishAbort,      // an abort began: only `abort` continues it
+    kNothing,          // the migration ended
+  };
+  Kind kind = Kind::kNothing;
+  // The wave the step is about (for kWaitSoak: the wave that soaks); 0 when none.
+  int wave = 0;
+  // kWaitSoak: the wave the soak holds back (0: cleanup).
+  int next_wave = 0;
+};
+NextStep NextStepOf(const MigrationState& state);
+
+// What the next command would do for a migration in `state`, in words (pure; NextStepOf).
 std::string NextAction(const MigrationState& state);
 
 }  // namespace shardline::migrate

@@ -102,82 +102,102 @@ absl::StatusOr<std::vector<std::int64_t>> ListRollouts(const RolloutOptions& opt
   return ListMigrations((*catalog)->conn());
 }
 
-std::string NextAction(const MigrationState& st) {
-  const std::int64_t id = st.migration.id;
+NextStep NextStepOf(const MigrationState& st) {
+  using Kind = NextStep::Kind;
   // An ending that began is only ever continued by its own command: never point elsewhere
   // (a cleanup after a half-done rollback would delete the rows the restored owners hold).
-  if (st.migration.state == kMigrationCleaning) {
-    return fmt::format(
-        "`cleanup --migration {}` finishes the cleanup it began (rollback is no longer possible)",
-        id);
-  }
-  if (st.migration.state == kMigrationRollingBack) {
-    if (!st.migration.last_error.empty()) {
-      // A rollback that stopped because reverse replication could not deliver: the targets
-      // took the writes back; the same command finishes once the cause is fixed.
-      return fmt::format(
-          "fix what stopped the last attempt (see last error), then `rollback --migration {}` "
-          "finishes the rollback it began",
-          id);
-    }
-    return fmt::format("`rollback --migration {}` finishes the rollback it began", id);
-  }
-  if (st.migration.state == kMigrationAborting) {
-    return fmt::format("`abort --migration {}` finishes the abort it began", id);
-  }
-  if (st.migration.state != kMigrationRunning) {
-    return fmt::format("nothing: migration {} is {}", id, st.migration.state);
-  }
+  if (st.migration.state == kMigrationCleaning) return {Kind::kFinishCleanup};
+  if (st.migration.state == kMigrationRollingBack) return {Kind::kFinishRollback};
+  if (st.migration.state == kMigrationAborting) return {Kind::kFinishAbort};
+  if (st.migration.state != kMigrationRunning || st.waves.empty()) return {Kind::kNothing};
   for (const WaveRecord& w : st.waves) {
     if (w.step >= WaveStep::kWritesSwitched) continue;
-    if (w.step == WaveStep::kPending && w.wave > 1) {
-      const WaveRecord& prev = st.waves[static_cast<std::size_t>(w.wave - 2)];
-      if (!prev.soak_over) {
-        return fmt::format(
-            "wait for wave {}'s soak ({:.0f} s left), then `advance --migration "
-            "{}` starts wave {}'s catch-up",
-            prev.wave, prev.soak_left_seconds, id, w.wave);
-      }
+    if (w.step == WaveStep::kPending && w.wave > 1 &&
+        !st.waves[static_cast<std::size_t>(w.wave - 2)].soak_over) {
+      return {Kind::kWaitSoak, w.wave - 1, w.wave};
     }
     switch (w.step) {
       case WaveStep::kPending:
-        return fmt::format("`advance --migration {}` starts wave {}'s catch-up", id, w.wave);
+        return {Kind::kCatchUp, w.wave};
       case WaveStep::kCatchingUp:
-        return fmt::format(
-            "`advance --migration {}` runs wave {}'s gate (waits for the copy, "
-            "then verifies at a consistent point)",
-            id, w.wave);
+        return {Kind::kGate, w.wave};
       case WaveStep::kVerified:
-        return fmt::format("`advance --migration {}` switches wave {}'s reads", id, w.wave);
-      case WaveStep::kReadsSwitched:
-        if (!w.fenced_at.empty()) {
-          // A write window that was not closed: published or not, the command was cut off
-          // (killed, or the catalog lost) before it could record or revert it.
-          return fmt::format(
-              "wave {0}'s switch of writes was interrupted: its sources have refused writes to "
-              "the wave's ranges since {1}; `advance --migration {2}` finishes the switch (if "
-              "the owner map was published) or reverts it",
-              w.wave, w.fenced_at, id);
-        }
-        return fmt::format(
-            "`advance --migration {}` switches wave {}'s writes (fence, "
-            "catch-up, publish, reverse replication)",
-            id, w.wave);
+        return {Kind::kSwitchReads, w.wave};
       default:
-        break;
+        return {Kind::kSwitchWrites, w.wave};
     }
   }
   const WaveRecord& last = st.waves.back();
-  if (!last.soak_over) {
-    return fmt::format(
-        "wait for the soak ({:.0f} s left), then `cleanup --migration {}` (or "
-        "`rollback`)",
-        last.soak_left_seconds, id);
+  if (!last.soak_over) return {Kind::kWaitSoak, last.wave, 0};
+  return {Kind::kCleanup, last.wave};
+}
+
+std::string NextAction(const MigrationState& st) {
+  using Kind = NextStep::Kind;
+  const std::int64_t id = st.migration.id;
+  const NextStep next = NextStepOf(st);
+  const WaveRecord* w =
+      next.wave > 0 ? &st.waves[static_cast<std::size_t>(next.wave - 1)] : nullptr;
+  switch (next.kind) {
+    case Kind::kFinishCleanup:
+      return fmt::format(
+          "`cleanup --migration {}` finishes the cleanup it began (rollback is no longer "
+          "possible)",
+          id);
+    case Kind::kFinishRollback:
+      if (!st.migration.last_error.empty()) {
+        // A rollback that stopped because reverse replication could not deliver: the targets
+        // took the writes back; the same command finishes once the cause is fixed.
+        return fmt::format(
+            "fix what stopped the last attempt (see last error), then `rollback --migration {}` "
+            "finishes the rollback it began",
+            id);
+      }
+      return fmt::format("`rollback --migration {}` finishes the rollback it began", id);
+    case Kind::kFinishAbort:
+      return fmt::format("`abort --migration {}` finishes the abort it began", id);
+    case Kind::kNothing:
+      return fmt::format("nothing: migration {} is {}", id, st.migration.state);
+    case Kind::kWaitSoak:
+      if (next.next_wave > 0) {
+        return fmt::format(
+            "wait for wave {}'s soak ({:.0f} s left), then `advance --migration {}` starts wave "
+            "{}'s catch-up",
+            w->wave, w->soak_left_seconds, id, next.next_wave);
+      }
+      return fmt::format(
+          "wait for the soak ({:.0f} s left), then `cleanup --migration {}` (or `rollback`)",
+          w->soak_left_seconds, id);
+    case Kind::kCatchUp:
+      return fmt::format("`advance --migration {}` starts wave {}'s catch-up", id, w->wave);
+    case Kind::kGate:
+      return fmt::format(
+          "`advance --migration {}` runs wave {}'s gate (waits for the copy, then verifies at a "
+          "consistent point)",
+          id, w->wave);
+    case Kind::kSwitchReads:
+      return fmt::format("`advance --migration {}` switches wave {}'s reads", id, w->wave);
+    case Kind::kSwitchWrites:
+      if (!w->fenced_at.empty()) {
+        // A write window that was not closed: published or not, the command was cut off
+        // (killed, or the catalog lost) before it could record or revert it.
+        return fmt::format(
+            "wave {0}'s switch of writes was interrupted: its sources have refused writes to "
+            "the wave's ranges since {1}; `advance --migration {2}` finishes the switch (if the "
+            "owner map was published) or reverts it",
+            w->wave, w->fenced_at, id);
+      }
+      return fmt::format(
+          "`advance --migration {}` switches wave {}'s writes (fence, catch-up, publish, "
+          "reverse replication)",
+          id, w->wave);
+    case Kind::kCleanup:
+      return fmt::format(
+          "`cleanup --migration {}` once every live router applies map version {} (or "
+          "`rollback`)",
+          id, w->writes_version);
   }
-  return fmt::format(
-      "`cleanup --migration {}` once every live router applies map version {} "
-      "(or `rollback`)",
-      id, last.writes_version);
+  return "";
 }
 
 }  // namespace shardline::migrate

@@ -210,6 +210,39 @@ TEST(NextAction, NamesAnInterruptedWriteWindowAndHowToEndIt) {
   EXPECT_THAT(NextAction(st), HasSubstr("`advance --migration 4` finishes the switch"));
 }
 
+// The runner and `status` read one state machine: each recorded state maps to one step.
+TEST(NextStepOf, EachRecordedStateHasOneNextStep) {
+  using Kind = NextStep::Kind;
+  EXPECT_EQ(NextStepOf(StateWithSteps({WaveStep::kPending}, true)).kind, Kind::kCatchUp);
+  EXPECT_EQ(NextStepOf(StateWithSteps({WaveStep::kCatchingUp}, true)).kind, Kind::kGate);
+  EXPECT_EQ(NextStepOf(StateWithSteps({WaveStep::kVerified}, true)).kind, Kind::kSwitchReads);
+  EXPECT_EQ(NextStepOf(StateWithSteps({WaveStep::kReadsSwitched}, true)).kind,
+            Kind::kSwitchWrites);
+  const NextStep second =
+      NextStepOf(StateWithSteps({WaveStep::kWritesSwitched, WaveStep::kCatchingUp}, true));
+  EXPECT_EQ(second.kind, Kind::kGate);
+  EXPECT_EQ(second.wave, 2);
+  MigrationState soaking = StateWithSteps({WaveStep::kWritesSwitched, WaveStep::kPending}, true);
+  soaking.waves[0].soak_over = false;
+  const NextStep soak = NextStepOf(soaking);
+  EXPECT_EQ(soak.kind, Kind::kWaitSoak);
+  EXPECT_EQ(soak.wave, 1);
+  EXPECT_EQ(soak.next_wave, 2);
+  const NextStep last_soak = NextStepOf(StateWithSteps({WaveStep::kWritesSwitched}, false));
+  EXPECT_EQ(last_soak.kind, Kind::kWaitSoak);
+  EXPECT_EQ(last_soak.next_wave, 0);
+  EXPECT_EQ(NextStepOf(StateWithSteps({WaveStep::kWritesSwitched}, true)).kind, Kind::kCleanup);
+  MigrationState st = StateWithSteps({WaveStep::kWritesSwitched}, true);
+  st.migration.state = std::string(kMigrationRollingBack);
+  EXPECT_EQ(NextStepOf(st).kind, Kind::kFinishRollback);
+  st.migration.state = std::string(kMigrationCleaning);
+  EXPECT_EQ(NextStepOf(st).kind, Kind::kFinishCleanup);
+  st.migration.state = std::string(kMigrationAborting);
+  EXPECT_EQ(NextStepOf(st).kind, Kind::kFinishAbort);
+  st.migration.state = std::string(kMigrationCleaned);
+  EXPECT_EQ(NextStepOf(st).kind, Kind::kNothing);
+}
+
 TEST(NextAction, WaitsForThePreviousWavesSoak) {
   MigrationState st = StateWithSteps({WaveStep::kWritesSwitched, WaveStep::kPending}, true);
   st.waves[0].soak_over = false;
