@@ -189,6 +189,12 @@ absl::StatusOr<std::pair<pg::Conn*, pg::Conn*>> RolloutContext::Ends(const Pair&
   return std::pair(*source, *target);
 }
 
+absl::StatusOr<OpenPair> RolloutContext::Open(int w, const Pair& p) {
+  auto ends = Ends(p);
+  if (!ends.ok()) return ends.status();
+  return OpenPair{ends->first, ends->second, Name(w, p, false), Name(w, p, true)};
+}
+
 absl::StatusOr<std::map<std::string, std::vector<pg::Conn*>>> RolloutContext::OtherEnds(
     const std::vector<Pair>& pairs, bool by_target) {
   std::map<std::string, std::vector<pg::Conn*>> out;

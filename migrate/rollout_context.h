@@ -40,6 +40,18 @@ struct Pair {
   HashRangeList ranges;
 };
 
+// A pair of wave `w` with its open connections (owned by the context) and its replication
+// object names, for the phases' per-pair steps:
+//   auto open = ctx.Open(w, p);
+//   if (!open.ok()) return open.status();
+//   const auto& [s_conn, t_conn, fwd, rev] = *open;
+struct OpenPair {
+  pg::Conn* source;
+  pg::Conn* target;
+  std::string fwd;  // forward publication, slot and subscription (source -> target)
+  std::string rev;  // reverse ones (target -> source)
+};
+
 using RolloutClock = std::chrono::steady_clock;
 
 // Milliseconds since `t`.
@@ -107,6 +119,8 @@ class RolloutContext {
   absl::StatusOr<pg::Conn*> Node(const std::string& node);
   // The connections to pair `p`'s source and target (Node of each).
   absl::StatusOr<std::pair<pg::Conn*, pg::Conn*>> Ends(const Pair& p);
+  // Ends(p) and the pair's object names in wave `w`.
+  absl::StatusOr<OpenPair> Open(int w, const Pair& p);
   // The connections to the other ends of `pairs`, each once: by target node its sources
   // (`by_target`), or by source node its targets.
   absl::StatusOr<std::map<std::string, std::vector<pg::Conn*>>> OtherEnds(

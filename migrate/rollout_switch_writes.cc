@@ -44,10 +44,9 @@ class Window {
 // Catch up without a fence first, so that the write window holds only the last bytes.
 absl::Status CatchUpUnfenced(RolloutContext& ctx, int w, const std::vector<Pair>& pairs) {
   for (const Pair& p : pairs) {
-    auto ends = ctx.Ends(p);
-    if (!ends.ok()) return ends.status();
-    auto [s_conn, t_conn] = *ends;
-    const std::string fwd = ctx.Name(w, p, false);
+    auto open = ctx.Open(w, p);
+    if (!open.ok()) return open.status();
+    const auto& [s_conn, t_conn, fwd, rev] = *open;
     auto exists = SubscriptionExists(*t_conn, fwd);
     if (!exists.ok()) return exists.status();
     if (!*exists) continue;
@@ -65,10 +64,9 @@ absl::Status CatchUpUnfenced(RolloutContext& ctx, int w, const std::vector<Pair>
 // nothing. In the window the slot is moved past forward replication's rows, then enabled.
 absl::Status PrepareReverse(RolloutContext& ctx, int w, const std::vector<Pair>& pairs) {
   for (const Pair& p : pairs) {
-    auto ends = ctx.Ends(p);
-    if (!ends.ok()) return ends.status();
-    auto [s_conn, t_conn] = *ends;
-    const std::string rev = ctx.Name(w, p, true);
+    auto open = ctx.Open(w, p);
+    if (!open.ok()) return open.status();
+    const auto& [s_conn, t_conn, fwd, rev] = *open;
     if (auto s = EnsurePublication(*t_conn, *ctx.Result(), rev, p.ranges); !s.ok()) return s;
     auto exists = SubscriptionExists(*s_conn, rev);
     if (!exists.ok()) return exists.status();
@@ -103,10 +101,9 @@ absl::StatusOr<LsnBySource> FenceSources(RolloutContext& ctx, int w) {
 absl::Status WaitTargetsStopForward(RolloutContext& ctx, int w, const std::vector<Pair>& pairs,
                                     const LsnBySource& fence_lsn, const Window& window) {
   for (const Pair& p : pairs) {
-    auto ends = ctx.Ends(p);
-    if (!ends.ok()) return ends.status();
-    auto [s_conn, t_conn] = *ends;
-    const std::string fwd = ctx.Name(w, p, false);
+    auto open = ctx.Open(w, p);
+    if (!open.ok()) return open.status();
+    const auto& [s_conn, t_conn, fwd, rev] = *open;
     auto exists = SubscriptionExists(*t_conn, fwd);
     if (!exists.ok()) return exists.status();
     if (!*exists) continue;
@@ -139,10 +136,9 @@ absl::Status ContinueSequences(RolloutContext& ctx, int w, const std::vector<Pai
 // (their parts outside stay).
 absl::Status StartReverse(RolloutContext& ctx, int w, const std::vector<Pair>& pairs) {
   for (const Pair& p : pairs) {
-    auto ends = ctx.Ends(p);
-    if (!ends.ok()) return ends.status();
-    auto [s_conn, t_conn] = *ends;
-    const std::string rev = ctx.Name(w, p, true);
+    auto open = ctx.Open(w, p);
+    if (!open.ok()) return open.status();
+    const auto& [s_conn, t_conn, fwd, rev] = *open;
     auto lifted = LiftReturningFences(*t_conn, *ctx.Result(), p.ranges, ctx.lock_key());
     if (!lifted.ok()) return lifted.status();
     if (*lifted > 0) {
@@ -290,10 +286,10 @@ absl::Status RevertWindow(RolloutContext& ctx, int w, const std::vector<Pair>& p
   }
   auto undo = [&]() -> absl::Status {
     for (const Pair& p : pairs) {
-      auto ends = ctx.Ends(p);
-      if (!ends.ok()) return ends.status();
-      auto [s_conn, t_conn] = *ends;
-      if (auto s = DropSubscriptionIfExists(*s_conn, *t_conn, ctx.Name(w, p, true),
+      auto open = ctx.Open(w, p);
+      if (!open.ok()) return open.status();
+      const auto& [s_conn, t_conn, fwd, rev] = *open;
+      if (auto s = DropSubscriptionIfExists(*s_conn, *t_conn, rev,
                                             /*drop_slots=*/false);
           !s.ok()) {
         return s;
@@ -301,7 +297,6 @@ absl::Status RevertWindow(RolloutContext& ctx, int w, const std::vector<Pair>& p
       // Forward replication must run again before the sources take writes: resumed from its
       // kept slot when this run or a killed earlier one stopped it. Without the slot the gap
       // could not be replayed: the sources then stay fenced (the caller says so).
-      const std::string fwd = ctx.Name(w, p, false);
       auto running = SubscriptionExists(*t_conn, fwd);
       if (!running.ok()) return running.status();
       if (!*running) {
