@@ -3,6 +3,9 @@
 // the map, and every existing user is read through Router::ExecuteRead after every step of a
 // rollout and of a rollback; a stopped replica makes the switch of reads refuse, naming it; and
 // `rebalance plan` takes a node of the map that has no tables yet as an empty node.
+#include <fcntl.h>
+#include <sys/file.h>
+
 #include "plan_toml.h"
 #include "rollout_fixture.h"
 
@@ -31,6 +34,10 @@ class RolloutReplicaTest : public RolloutTest {
   void SetUp() override {
     RolloutTest::SetUp();
     if (HasFatalFailure()) return;
+    // The cluster has one replica of node3 (port P+13) and these tests start, stop and remove
+    // it: tests run side by side (ctest -j), so one test at a time holds it, across processes.
+    ASSERT_TRUE(LockReplica(std::chrono::seconds(300)))
+        << "another test held the devcluster's replica of node3 for 300 s";
     CommandResult r = Devcluster({"replica", "--of", "node3", "--delay", "3s"});
     ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
     // "export SHARDLINE_NODE3_REPLICA_DSN='host=127.0.0.1 port=P dbname=app user=app'"
@@ -54,7 +61,21 @@ class RolloutReplicaTest : public RolloutTest {
       CommandResult r = Devcluster({"replica", "--of", "node3", "--remove"});
       EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
     }
+    if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
     RolloutTest::TearDown();
+  }
+
+  // An exclusive flock on <cluster dir>/replica-node3.test.lock, polled (bounded by `limit`).
+  bool LockReplica(std::chrono::seconds limit) {
+    const std::string path = Cluster().dir + "/replica-node3.test.lock";
+    lock_fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (lock_fd_ < 0) return false;
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return true;
   }
 
   CommandResult Devcluster(std::vector<std::string> args) {
@@ -154,6 +175,7 @@ class RolloutReplicaTest : public RolloutTest {
 
   std::string replica_dsn_;
   bool started_replica_ = false;
+  int lock_fd_ = -1;
   std::unique_ptr<Router> reader_;
 };
 
