@@ -36,7 +36,7 @@ class RolloutReplicaTest : public RolloutTest {
     if (HasFatalFailure()) return;
     // The cluster has one replica of node3 (port P+13) and these tests start, stop and remove
     // it: tests run side by side (ctest -j), so one test at a time holds it, across processes.
-    ASSERT_TRUE(LockReplica(std::chrono::seconds(300)))
+    ASSERT_TRUE(LockReplica("node3", std::chrono::seconds(300)))
         << "another test held the devcluster's replica of node3 for 300 s";
     CommandResult r = Devcluster({"replica", "--of", "node3", "--delay", "3s"});
     ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
@@ -47,8 +47,8 @@ class RolloutReplicaTest : public RolloutTest {
     replica_dsn_ = WithPort(db_->node_dsn(2), port);
     // The replica has our scratch database (created before it replayed, or before the base
     // backup): until then a router would fall back to n3's primary and prove nothing.
-    ASSERT_TRUE(WaitReplicaReplayed(std::chrono::seconds(30)));
     started_replica_ = true;
+    ASSERT_TRUE(WaitReplicaReplayed(2, replica_dsn_, std::chrono::seconds(30)));
     plan_ = (dir_ / "plan_replica.toml").string();
     Cli({"rebalance", "plan", "--add-node", fmt::format("n3={}", db_->node_dsn(2)), "--replica",
          fmt::format("n3={}", replica_dsn_), "--by", "ranges", "-o", plan_},
@@ -61,21 +61,41 @@ class RolloutReplicaTest : public RolloutTest {
       CommandResult r = Devcluster({"replica", "--of", "node3", "--remove"});
       EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
     }
-    if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
+    for (const std::string& node : more_replicas_) {
+      CommandResult r = Devcluster({"replica", "--of", node, "--remove"});
+      EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    }
+    for (int fd : lock_fds_) ::close(fd);  // releases the flocks
     RolloutTest::TearDown();
   }
 
-  // An exclusive flock on <cluster dir>/replica-node3.test.lock, polled (bounded by `limit`).
-  bool LockReplica(std::chrono::seconds limit) {
-    const std::string path = Cluster().dir + "/replica-node3.test.lock";
-    lock_fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
-    if (lock_fd_ < 0) return false;
+  // An exclusive flock on <cluster dir>/replica-<node>.test.lock, polled (bounded by `limit`).
+  bool LockReplica(const std::string& node, std::chrono::seconds limit) {
+    const std::string path = Cluster().dir + "/replica-" + node + ".test.lock";
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0) return false;
+    lock_fds_.push_back(fd);
     const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    while (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
       if (std::chrono::steady_clock::now() > deadline) return false;
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     return true;
+  }
+
+  // Starts a replica of devcluster node `node` ("node1") 3 s behind, for our database on node
+  // index `i`; returns its DSN once it has our database ("" on failure, reported).
+  std::string StartReplica(const std::string& node, int i) {
+    EXPECT_TRUE(LockReplica(node, std::chrono::seconds(300)));
+    CommandResult r = Devcluster({"replica", "--of", node, "--delay", "3s"});
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    if (r.exit_code != 0) return "";
+    more_replicas_.push_back(node);
+    const std::size_t at = r.out.find("port=");
+    const std::string dsn =
+        WithPort(db_->node_dsn(i), r.out.substr(at + 5, r.out.find(' ', at) - at - 5));
+    EXPECT_TRUE(WaitReplicaReplayed(i, dsn, std::chrono::seconds(30)));
+    return dsn;
   }
 
   CommandResult Devcluster(std::vector<std::string> args) {
@@ -85,14 +105,14 @@ class RolloutReplicaTest : public RolloutTest {
     return RunCommand(args, {});
   }
 
-  // The replica has replayed past n3's WAL position now (polled, bounded by `limit`).
-  bool WaitReplicaReplayed(std::chrono::seconds limit) {
-    auto primary = ConnectOrDie(db_->node_dsn(2));
+  // Replica `dsn` has replayed past node `i`'s WAL position now (polled, bounded by `limit`).
+  bool WaitReplicaReplayed(int i, const std::string& dsn, std::chrono::seconds limit) {
+    auto primary = ConnectOrDie(db_->node_dsn(i));
     auto lsn = primary->Exec("SELECT pg_current_wal_lsn()::text");
     if (!lsn.ok()) return false;
     const auto deadline = std::chrono::steady_clock::now() + limit;
     while (std::chrono::steady_clock::now() < deadline) {
-      auto c = pg::Conn::Connect(replica_dsn_, "n3/replica1", std::chrono::seconds(2));
+      auto c = pg::Conn::Connect(dsn, "replica", std::chrono::seconds(2));
       if (c.ok()) {
         auto r = (*c)->Exec("SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn", {lsn->String(0, 0)});
         if (r.ok() && r->Text(0, 0) == "t") return true;
@@ -175,7 +195,8 @@ class RolloutReplicaTest : public RolloutTest {
 
   std::string replica_dsn_;
   bool started_replica_ = false;
-  int lock_fd_ = -1;
+  std::vector<int> lock_fds_;
+  std::vector<std::string> more_replicas_;  // devcluster nodes whose replica a test started
   std::unique_ptr<Router> reader_;
 };
 
@@ -202,6 +223,52 @@ TEST_F(RolloutReplicaTest, EveryUserFoundThroughARollback) {
   AdvanceReading(id, "writes_switched");
   Cli({"rollout", "rollback", "--migration", std::to_string(id)}, 0);
   ExpectEveryUserFound("after rollback");
+}
+
+TEST_F(RolloutReplicaTest, UsersWrittenOnTheTargetFoundThroughTheSourcesReplicaAfterARollback) {
+  // n1, a source, has a replica 3 s behind too; users created on n3 after the switch of writes
+  // reach n1 by reverse replication, and reads of their ranges go back to n1's replica.
+  const std::string n1_replica = StartReplica("node1", 0);
+  ASSERT_FALSE(n1_replica.empty());
+  plan_ = (dir_ / "plan_two_replicas.toml").string();
+  Cli({"rebalance", "plan", "--add-node", fmt::format("n3={}", db_->node_dsn(2)), "--replica",
+       fmt::format("n3={}", replica_dsn_), "--replica", fmt::format("n1={}", n1_replica), "--by",
+       "ranges", "-o", plan_},
+      0);
+  auto before = CurrentMap();
+  auto plan = migrate::LoadPlanFile(plan_);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  const std::int64_t id = Start();
+  AdvanceReading(id, "writes_switched");
+  // New users in ranges that moved from n1 to n3, written on n3.
+  std::vector<std::int64_t> created;
+  for (std::int64_t key = kInitialRows + 1; created.size() < 50 && key < 10 * kInitialRows; ++key) {
+    const std::int64_t h = ShardKey(key).Hash();
+    if (before->RangeFor(h).node != "n1" || plan->result_map->RangeFor(h).node != "n3") continue;
+    auto w = Reader().Execute(ShardKey(key), "INSERT INTO users (user_id, v) VALUES ($1, $1)",
+                              {key});
+    ASSERT_TRUE(w.ok()) << w.status();
+    created.push_back(key);
+  }
+  ASSERT_EQ(created.size(), 50u);
+  CommandResult r = Cli({"rollout", "rollback", "--migration", std::to_string(id)}, 0);
+  std::printf("%s", r.out.c_str());
+  ExpectEveryUserFound("after rollback");
+  Router& router = Reader();
+  int missing = 0;
+  for (std::int64_t key : created) {
+    auto got = router.ExecuteRead(ShardKey(key), "SELECT v FROM users WHERE user_id = $1", {key});
+    if (!got.ok() || got->rows() != 1) {
+      if (++missing <= 5) {
+        ADD_FAILURE() << fmt::format("user {} created on n3: {}", key,
+                                     got.ok() ? "not found" : got.status().ToString());
+      }
+    }
+  }
+  EXPECT_EQ(missing, 0) << "users created on the target missing after the rollback (of 50)";
+  auto standby = router.ExecuteRead(ShardKey(created.front()), "SELECT pg_is_in_recovery()");
+  ASSERT_TRUE(standby.ok()) << standby.status();
+  EXPECT_EQ(*standby->GetBool(0, 0), true) << "the read did not go to n1's replica";
 }
 
 TEST_F(RolloutReplicaTest, StoppedReplicaRefusesTheSwitchOfReadsNamingIt) {
