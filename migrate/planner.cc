@@ -313,6 +313,18 @@ absl::Status CheckRequest(const ShardMapConfig& current, const PlanRequest& requ
           fmt::format("cannot add node '{}': its dsn is empty", n.name));
     }
   }
+  for (const auto& [name, dsn] : request.replicas) {
+    if (!existing.contains(name) && !added.contains(name)) {
+      return absl::InvalidArgumentError(fmt::format(
+          "replica for node '{}': map version {} has no such node and it is not added (give "
+          "--add-node {}=DSN, or name a node of the map)",
+          name, current.version, name));
+    }
+    if (dsn.empty()) {
+      return absl::InvalidArgumentError(
+          fmt::format("replica for node '{}': its dsn is empty", name));
+    }
+  }
   if (current.nodes.size() + request.add_nodes.size() == removed.size()) {
     return absl::InvalidArgumentError(
         "cannot remove every node: no node would be left to own the ranges");
@@ -416,6 +428,13 @@ absl::StatusOr<RebalancePlan> PlanRebalance(const ShardMapConfig& current,
   result.tables = current.tables;
   result.nodes = current.nodes;
   result.nodes.insert(result.nodes.end(), request.add_nodes.begin(), request.add_nodes.end());
+  for (const auto& [name, dsn] : request.replicas) {
+    for (NodeConfig& n : result.nodes) {
+      if (n.name == name && std::find(n.replicas.begin(), n.replicas.end(), dsn) == n.replicas.end()) {
+        n.replicas.push_back(dsn);
+      }
+    }
+  }
   const std::size_t node_count = result.nodes.size();
   std::vector<bool> removed(node_count, false);
   plan.nodes.resize(node_count);

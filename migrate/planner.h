@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -61,6 +62,10 @@ struct PlanRequest {
   // node that was decommissioned, and the rollout's cleanup drops it from the map. Nodes named
   // in `add_nodes` always get their share. Default false.
   bool use_empty_nodes = false;
+  // Read replicas to list in the resulting map: (node name, replica DSN), each appended to the
+  // named node's `replicas` (a current node or an added one; a DSN it already lists is kept
+  // once). `rebalance plan --replica NAME=DSN`.
+  std::vector<std::pair<std::string, std::string>> replicas;
   BalanceMode mode = BalanceMode::kSize;
   // Every remaining node ends within this many percent of the mean load (kMinTolerancePercent..
   // kMaxTolerancePercent). Smaller means more moves and more splits; default 5%.
@@ -138,7 +143,8 @@ struct RebalancePlan {
 // InvalidArgument for: an invalid `current` (the ShardMap::Create message), a tolerance outside
 // kMinTolerancePercent..kMaxTolerancePercent, an unknown or twice-named node to remove, an added
 // node whose name exists or is given twice or is empty or has an empty dsn, removing every node,
-// negative or inverted stats, an unknown mode.
+// negative or inverted stats, an unknown mode, a replica for a node that is neither in `current`
+// nor added, or with an empty dsn.
 // FailedPrecondition when a range of `current` is not stable (a rollout is under way).
 // A plan that cannot reach the tolerance (a range of one hash value larger than the tolerance,
 // or too few ranges in kRanges mode) is still returned, with a warning saying why.

@@ -21,6 +21,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "replica_wait.h"
 #include "rollout_store.h"
 
 namespace shardline::migrate {
@@ -32,6 +33,11 @@ struct RolloutOptions {
   std::chrono::milliseconds copy_wait{std::chrono::minutes(10)};
   // How long to wait for a subscriber to apply up to a position (gate, fence). Default 30 s.
   std::chrono::milliseconds apply_wait{std::chrono::seconds(30)};
+  // How long the switch of reads (and a rollback's return of reads to the sources) waits for
+  // every read replica of the nodes taking the reads to replay past their primary's position
+  // (replica_wait.h). Past it the step fails naming the replica and publishes nothing: reads
+  // of moved ranges must never go to a replica that lacks the moved rows. Default 30 s.
+  std::chrono::milliseconds replica_wait{std::chrono::seconds(30)};
   // lock_timeout when pausing writers to the moving ranges (gate, fence): a writer transaction
   // in flight longer than this makes the step fail (retry later) rather than stall writers.
   // Default 2 s.
@@ -107,6 +113,9 @@ struct WaveLive {
   std::int64_t lag_bytes = -1;  // max over the wave's active slots; -1 when none
   double lag_seconds = -1;
   std::int64_t rows_on_target = -1;  // rows of the wave's ranges on its targets (catch-up only)
+  // The read replicas of the wave's targets (the plan's map), measured against their
+  // primary's WAL position now; empty when the targets list none.
+  std::vector<ReplicaReplay> replicas;
 };
 
 struct RolloutStatus {

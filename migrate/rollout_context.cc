@@ -1,5 +1,7 @@
 // The context of a rollout's phases: see rollout_context.h.
 #include "rollout_context.h"
+
+#include "replica_wait.h"
 #include "status_text.h"
 
 #include <fmt/format.h>
@@ -234,6 +236,36 @@ absl::Status RolloutContext::ContinueIds(const std::vector<Pair>& pairs, bool on
     auto moved = ContinueSequencesPast(it->second, from, **c);
     if (!moved.ok()) return moved.status();
     for (const std::string& m : *moved) Log(fmt::format("{}: {}", why, m));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RolloutContext::WaitReplicas(const std::set<std::string>& nodes,
+                                          const std::string& what) {
+  const auto deadline = RolloutClock::now() + o_.replica_wait;
+  for (const std::string& node : nodes) {
+    const int i = Result()->NodeIndex(node);
+    if (i < 0) continue;
+    const NodeConfig& config = Result()->nodes()[static_cast<std::size_t>(i)];
+    if (config.replicas.empty()) continue;
+    auto c = Node(node);
+    if (!c.ok()) return c.status();
+    const auto t0 = RolloutClock::now();
+    const auto left = std::max(std::chrono::milliseconds(0),
+                               std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   deadline - RolloutClock::now()));
+    if (auto s = WaitReplicasReplayed(
+            **c, config, left, fmt::format("{} of migration {}: nothing was published", what, id_),
+            fmt::format("Run the same `shardline rollout` command again once it replays (a "
+                        "replica that cannot keep up: raise --replica-wait, {:g} s now); meanwhile "
+                        "reads stay where they were",
+                        static_cast<double>(o_.replica_wait.count()) / 1000.0));
+        !s.ok()) {
+      return s;
+    }
+    Log(fmt::format("{}: the {} read replica(s) of node {} replayed past its WAL position in "
+                    "{:.0f} ms",
+                    what, config.replicas.size(), node, MsSince(t0)));
   }
   return absl::OkStatus();
 }

@@ -173,6 +173,11 @@ class RolloutContext {
   absl::Status ContinueIds(const std::vector<Pair>& pairs, bool on_targets,
                            const IdColumnsByNode& ids, std::string_view why);
 
+  // Waits (at most replica_wait in all) until every read replica the plan's map lists for each
+  // of `nodes` has replayed past that node's WAL position now (replica_wait.h). Errors name the
+  // replica and its lag, say that `what` was refused and nothing published, and what to run.
+  absl::Status WaitReplicas(const std::set<std::string>& nodes, const std::string& what);
+
   // Waits (at most router_wait) until every live router applies `version` (or later).
   // DeadlineExceeded naming the routers behind.
   absl::Status WaitRouters(std::int64_t version);

@@ -136,6 +136,14 @@ absl::Status Unwind(RolloutContext& ctx, bool abort) {
     }
     auto ids = ctx.PrepareIds(switched_pairs, /*on_targets=*/false);
     if (!ids.ok()) return ids.status();
+    // Reads go back to the sources' read replicas with the original map: they must have what
+    // reverse replication delivered. Checked before anything is fenced (a stopped replica
+    // refuses the rollback while nothing changed) and again, exactly, once the sources have
+    // every row (1c).
+    std::set<std::string> sources;
+    for (const auto& entry : ctx.RangesBySource(ctx.AllWaves())) sources.insert(entry.first);
+    const std::string return_of_reads = fmt::format("the {}'s return of reads", kind);
+    if (auto s = ctx.WaitReplicas(sources, return_of_reads); !s.ok()) return s;
     // 1. Targets of switched waves: fence, wait out transactions older than the fence, and
     //    wait for reverse replication to deliver everything written there up to then. When it
     //    cannot (a disabled subscription, an apply worker that fails on a conflicting row, a
@@ -150,6 +158,8 @@ absl::Status Unwind(RolloutContext& ctx, bool abort) {
     if (auto s = ctx.ContinueIds(switched_pairs, /*on_targets=*/false, *ids, kind); !s.ok()) {
       return TurnTargetsBack(ctx, switched, s);
     }
+    // 1c. The sources' replicas have every row the sources have now.
+    if (auto s = ctx.WaitReplicas(sources, return_of_reads); !s.ok()) return s;
     // 2. Sources take writes again, before the map sends writers back to them (a router that
     //    meets the targets' fence waits for that map and retries on the source). The targets
     //    are fenced and drained, so nothing else writes these ranges meanwhile. The marks go

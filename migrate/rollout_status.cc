@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <set>
+#include <string>
 
 #include "catalog.h"
 #include "rollout.h"
@@ -67,6 +69,17 @@ std::vector<WaveLive> LiveFigures(RolloutContext& ctx) {
       }
     }
     if (w.step == WaveStep::kCatchingUp) l.rows_on_target = rows;
+    std::set<std::string> targets;
+    for (const Pair& p : ctx.Pairs(w.wave)) targets.insert(p.target);
+    for (const std::string& target : targets) {
+      const int i = ctx.Result()->NodeIndex(target);
+      if (i < 0 || ctx.Result()->nodes()[static_cast<std::size_t>(i)].replicas.empty()) continue;
+      auto t = ctx.Node(target);
+      if (!t.ok()) continue;
+      auto measured = MeasureReplicas(**t, ctx.Result()->nodes()[static_cast<std::size_t>(i)]);
+      if (!measured.ok()) continue;
+      for (ReplicaReplay& r : *measured) l.replicas.push_back(std::move(r));
+    }
   }
   return out;
 }

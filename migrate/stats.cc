@@ -89,6 +89,7 @@ absl::StatusOr<StatsDetail> CollectStatsDetail(const ShardMap& map,
   // Per node: one thread, one connection, every table; results[node][table].
   std::vector<std::vector<std::vector<RowsBytes>>> results(node_count);
   std::vector<absl::Status> statuses(node_count);
+  std::vector<std::vector<std::string>> notes(node_count);
   std::vector<std::thread> threads;
   threads.reserve(node_count);
   for (std::size_t ni = 0; ni < node_count; ++ni) {
@@ -99,8 +100,17 @@ absl::StatusOr<StatsDetail> CollectStatsDetail(const ShardMap& map,
         statuses[ni] = conn.status();
         return;
       }
+      const bool idle =
+          map.OwnedRanges(static_cast<int>(ni)).empty() && map.ReadRanges(static_cast<int>(ni)).empty();
       for (const TableConfig* t : *tables) {
         auto m = MeasureTableOnNode(**conn, map, *t);
+        if (!m.ok() && absl::IsNotFound(m.status()) && idle &&
+            options.missing_table_empty_on_idle_nodes) {
+          notes[ni].push_back(fmt::format(
+              "node {}: table {} does not exist yet (counted as empty; rollout start creates it)",
+              node.name, (*conn)->QuoteQualified(t->name)));
+          m = std::vector<RowsBytes>(range_count);
+        }
         if (!m.ok()) {
           statuses[ni] = m.status();
           return;
@@ -115,6 +125,9 @@ absl::StatusOr<StatsDetail> CollectStatsDetail(const ShardMap& map,
   }
 
   StatsDetail detail;
+  for (std::vector<std::string>& n : notes) {
+    for (std::string& line : n) detail.empty_nodes.push_back(std::move(line));
+  }
   for (std::size_t ti = 0; ti < tables->size(); ++ti) {
     for (std::size_t ni = 0; ni < node_count; ++ni) {
       TableNodeStats e;

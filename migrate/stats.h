@@ -34,10 +34,17 @@ struct RangeStats {
 struct CollectStatsOptions {
   // Sharded tables to measure; empty = every sharded table of the map.
   std::vector<std::string> tables;
+  // A table missing on a node that owns and reads no range counts as empty there instead of
+  // failing (StatsDetail::empty_nodes says so). `rebalance plan` sets it: a node listed in the
+  // map before it takes ranges (with its replicas, say) has no tables until `rollout start`
+  // creates them, as it does for --add-node. A node that serves ranges and lacks a table still
+  // fails: its rows are somewhere else, and a plan from such numbers would be wrong.
+  bool missing_table_empty_on_idle_nodes = false;
 };
 
 // Measures every range of `map` on the node that owns it (reads of a range moving under a
 // rollout are counted on its owner). Returns one entry per range of the map, in map order.
+// (CollectStatsDetail + RangeTotals, for callers that need the detail's notes.)
 // Blocks for one scan of each table on each node.
 // Unavailable naming the node when a node cannot be reached; NotFound naming table and node
 // when a table is missing.
@@ -72,6 +79,10 @@ struct TableNodeStats {
 // map order within a table.
 struct StatsDetail {
   std::vector<TableNodeStats> entries;
+  // With missing_table_empty_on_idle_nodes: one line per (node, table) counted as empty because
+  // the table does not exist there, e.g. `node n3: table "users" does not exist yet (counted
+  // as empty)`.
+  std::vector<std::string> empty_nodes;
 };
 
 // Measures the selected tables on every node of `map` (all nodes concurrently, one thread and

@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <string_view>
 #include <utility>
 
 #include <fmt/format.h>
@@ -23,21 +24,20 @@ namespace {
 // Number of moves the summary after writing a plan file shows (the file has them all).
 constexpr std::size_t kMovesShownAfterWrite = 20;
 
-// "NAME=DSN" -> NodeConfig. The argument is never echoed: it holds a password.
-absl::StatusOr<NodeConfig> ParseAddNode(const std::string& arg) {
+// "NAME=DSN" of option `flag` -> (name, dsn). The argument is never echoed: it holds a password.
+absl::StatusOr<std::pair<std::string, std::string>> ParseNameDsn(std::string_view flag,
+                                                                 const std::string& arg) {
   const std::size_t eq = arg.find('=');
   if (eq == std::string::npos || eq == 0) {
-    return absl::InvalidArgumentError(
-        "--add-node expects NAME=DSN, e.g. --add-node 'e=host=10.0.0.5 dbname=app'");
+    return absl::InvalidArgumentError(fmt::format(
+        "{} expects NAME=DSN, e.g. {} 'e=host=10.0.0.5 dbname=app'", flag, flag));
   }
-  NodeConfig node;
-  node.name = arg.substr(0, eq);
-  node.dsn = arg.substr(eq + 1);
-  if (node.dsn.empty()) {
+  std::pair<std::string, std::string> out{arg.substr(0, eq), arg.substr(eq + 1)};
+  if (out.second.empty()) {
     return absl::InvalidArgumentError(
-        fmt::format("--add-node {}=: the connection string after '=' is empty", node.name));
+        fmt::format("{} {}=: the connection string after '=' is empty", flag, out.first));
   }
-  return node;
+  return out;
 }
 
 }  // namespace
@@ -51,6 +51,11 @@ CLI::App* SetupRebalancePlan(CLI::App& rebalance, RebalancePlanOptions& options)
   map->excludes(catalog);
   catalog->excludes(map);
   cmd->add_option("--add-node", options.add_nodes, "Node to add, as NAME=DSN (repeatable)")
+      ->allow_extra_args(false)
+      ->take_all();
+  cmd->add_option("--replica", options.replicas,
+                  "Read replica of a node, as NAME=DSN (repeatable; NAME: a node of the map or "
+                  "one given with --add-node); listed in the resulting map's replicas")
       ->allow_extra_args(false)
       ->take_all();
   cmd->add_option("--remove-node", options.remove_nodes, "Node to drain, by name (repeatable)")
@@ -93,20 +98,33 @@ absl::Status RunRebalancePlan(const RebalancePlanOptions& options) {
   request.remove_nodes = options.remove_nodes;
   request.use_empty_nodes = options.use_empty_nodes;
   for (const std::string& arg : options.add_nodes) {
-    absl::StatusOr<NodeConfig> node = ParseAddNode(arg);
+    auto node = ParseNameDsn("--add-node", arg);
     if (!node.ok()) return node.status();
-    request.add_nodes.push_back(*std::move(node));
+    NodeConfig added;
+    added.name = node->first;
+    added.dsn = node->second;
+    request.add_nodes.push_back(std::move(added));
   }
+  for (const std::string& arg : options.replicas) {
+    auto replica = ParseNameDsn("--replica", arg);
+    if (!replica.ok()) return replica.status();
+    request.replicas.push_back(*std::move(replica));
+  }
+  std::vector<std::string> notes;
   if (request.mode == BalanceMode::kSize) {
-    absl::StatusOr<std::vector<RangeStats>> stats = CollectRangeStats(*map->map, {});
-    if (!stats.ok()) return stats.status();
-    request.stats = *std::move(stats);
+    CollectStatsOptions stats_options;
+    stats_options.missing_table_empty_on_idle_nodes = true;
+    absl::StatusOr<StatsDetail> detail = CollectStatsDetail(*map->map, stats_options);
+    if (!detail.ok()) return detail.status();
+    request.stats = RangeTotals(*map->map, *detail);
+    notes = std::move(detail->empty_nodes);
   }
 
   absl::StatusOr<RebalancePlan> plan = PlanRebalance(map->map->config(), request);
   if (!plan.ok()) return plan.status();
   plan->created_at = absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::Now(), absl::UTCTimeZone());
 
+  for (const std::string& n : notes) std::printf("note: %s\n", n.c_str());
   if (options.dry_run) {
     std::fputs(PlanReportText(*plan, {.max_moves = options.max_moves}).c_str(), stdout);
     return absl::OkStatus();

@@ -20,6 +20,7 @@ struct RebalancePlanOptions {
   std::vector<std::string> add_nodes;     // --add-node NAME=DSN, repeatable
   std::vector<std::string> remove_nodes;  // --remove-node NAME, repeatable
   bool use_empty_nodes = false;           // --use-empty-nodes: give ranges to nodes owning none
+  std::vector<std::string> replicas;      // --replica NAME=DSN, repeatable: a read replica of NAME
   std::string by = "size";                // --by size|ranges (size needs the stats pass)
   double tolerance_percent = kDefaultTolerancePercent;  // --tolerance PCT
   std::string output;                     // -o PLAN: the plan file to write (0600)
@@ -36,7 +37,8 @@ CLI::App* SetupRebalancePlan(CLI::App& rebalance, RebalancePlanOptions& options)
 // the table. Blocks on the map file, the stats pass over every node, and the plan file write.
 // InvalidArgument for bad flags and maps (the planner's messages), NotFound / PermissionDenied
 // naming the file, Unavailable naming the catalog or a node that cannot be reached (--by size
-// scans every sharded table on every node once, see migrate/stats.h). Without --map and
+// scans every sharded table on every node once, see migrate/stats.h; a table missing on a node
+// that serves no range counts as empty, and the output says so). Without --map and
 // --catalog, $SHARDLINE_CATALOG is used; a UsageError when none is given.
 absl::Status RunRebalancePlan(const RebalancePlanOptions& options);
 

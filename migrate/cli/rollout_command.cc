@@ -28,6 +28,7 @@ absl::StatusOr<RolloutOptions> EngineOptions(const RolloutCliOptions& o) {
   e.catalog_dsn = *dsn;
   e.pause_lock_timeout = Ms(o.pause_lock_timeout_s);
   e.apply_wait = Ms(o.apply_wait_s);
+  e.replica_wait = Ms(o.replica_wait_s);
   e.copy_wait = Ms(o.copy_wait_s);
   e.router_wait = Ms(o.router_wait_s);
   e.statement_timeout = Ms(o.statement_timeout_s);
@@ -97,6 +98,16 @@ Json StatusJson(const RolloutStatus& s) {
     jw["lag_bytes"] = l.lag_bytes;
     jw["lag_seconds"] = l.lag_seconds;
     jw["rows_on_target"] = l.rows_on_target;
+    Json replicas = Json::array();
+    for (const ReplicaReplay& r : l.replicas) {
+      replicas.push_back({{"name", r.name},
+                          {"reachable", r.reachable},
+                          {"in_recovery", r.in_recovery},
+                          {"bytes_behind", r.bytes_behind},
+                          {"seconds_behind", r.seconds_behind},
+                          {"error", r.error}});
+    }
+    jw["target_replicas"] = std::move(replicas);
     Json ranges = Json::array();
     for (const RangeRecord& r : s.state.ranges) {
       if (r.wave != w.wave) continue;
@@ -112,6 +123,17 @@ Json StatusJson(const RolloutStatus& s) {
   }
   j["waves"] = std::move(waves);
   return j;
+}
+
+// One target replica's replay, for `status`.
+std::string ReplicaText(const ReplicaReplay& r) {
+  if (!r.reachable) return fmt::format("cannot be reached ({})", r.error);
+  if (!r.in_recovery) {
+    return "NOT replaying (pg_is_in_recovery() is false): the switch of reads refuses it";
+  }
+  return fmt::format("replay {} bytes behind its primary, last replayed commit {}", r.bytes_behind,
+                     r.seconds_behind >= 0 ? fmt::format("{:.1f} s ago", r.seconds_behind)
+                                           : std::string("none since it started"));
 }
 
 void PrintStatus(const RolloutStatus& s) {
@@ -150,6 +172,11 @@ void PrintStatus(const RolloutStatus& s) {
     if (w.verify_clean.has_value() && !*w.verify_clean) {
       fmt::print("    verify: {}\n", w.verify_summary);
     }
+    const std::size_t i = static_cast<std::size_t>(w.wave - 1);
+    for (const ReplicaReplay& r : i < s.live.size() ? s.live[i].replicas
+                                                    : std::vector<ReplicaReplay>{}) {
+      fmt::print("    replica {}: {}\n", r.name, ReplicaText(r));
+    }
   }
   for (const std::string& p : s.reverse_problems) fmt::print("  reverse replication: {}\n", p);
   fmt::print("  next: {}\n", s.next);
@@ -167,6 +194,10 @@ void AddTimeouts(CLI::App* cmd, RolloutCliOptions& o) {
                   "Seconds to wait for in-flight writers when pausing or fencing (default 2)");
   cmd->add_option("--apply-wait", o.apply_wait_s,
                   "Seconds to wait for a subscriber to catch up (default 30)");
+  cmd->add_option("--replica-wait", o.replica_wait_s,
+                  "Seconds the switch of reads (and a rollback) waits for the read replicas of "
+                  "the nodes taking the reads to replay the moved rows (default 30); past it the "
+                  "step fails, publishing nothing");
   cmd->add_option("--copy-wait", o.copy_wait_s,
                   "Seconds the gate waits for the initial copy (default 600)");
   cmd->add_option("--router-wait", o.router_wait_s,

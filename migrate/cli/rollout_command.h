@@ -28,6 +28,7 @@ struct RolloutCliOptions {
   bool json = false;
   double pause_lock_timeout_s = 2;
   double apply_wait_s = 30;
+  double replica_wait_s = 30;
   double copy_wait_s = 600;
   double router_wait_s = 60;
   double statement_timeout_s = 300;

@@ -37,6 +37,7 @@ namespace {
 using ::testing::AllOf;
 using ::testing::AnyOf;
 using ::testing::Contains;
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
@@ -350,6 +351,33 @@ TEST(Planner, ReplacingANodeMovesItsRangesToTheNewOne) {
   }
   EXPECT_EQ(plan->bytes_moved, 32'000'000);
   EXPECT_EQ(plan->splits, 0);
+}
+
+TEST(Planner, ReplicasGoToTheNamedNodesOfTheResultOnce) {
+  const ShardMapConfig map = MakeMap(2, 16);
+  PlanRequest req;
+  req.mode = BalanceMode::kRanges;
+  req.add_nodes.push_back(Node("n9"));
+  req.replicas = {{"n9", "host=r9a"}, {"n1", "host=r1"}, {"n9", "host=r9b"}, {"n9", "host=r9a"}};
+  absl::StatusOr<RebalancePlan> plan = PlanRebalance(map, req);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_EQ(plan->result.nodes.size(), 3u);
+  EXPECT_THAT(plan->result.nodes[0].replicas, IsEmpty());
+  EXPECT_THAT(plan->result.nodes[1].replicas, ElementsAre("host=r1"));
+  EXPECT_THAT(plan->result.nodes[2].replicas, ElementsAre("host=r9a", "host=r9b"));
+}
+
+TEST(Planner, ReplicaOfAnUnknownNodeOrWithoutDsnIsRefused) {
+  const ShardMapConfig map = MakeMap(2, 16);
+  PlanRequest req;
+  req.mode = BalanceMode::kRanges;
+  req.replicas = {{"n7", "host=r7"}};
+  EXPECT_THAT(PlanRebalance(map, req),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("replica for node 'n7': map version 7 has no such node")));
+  req.replicas = {{"n1", ""}};
+  EXPECT_THAT(PlanRebalance(map, req), StatusIs(absl::StatusCode::kInvalidArgument,
+                                                HasSubstr("replica for node 'n1': its dsn is empty")));
 }
 
 TEST(Planner, ByRangesBalancesRangeCountsWithoutStatsOrSplits) {
