@@ -27,7 +27,8 @@ namespace shardline {
 namespace {
 
 constexpr std::string_view kTopFields[] = {"version", "key_type", "nodes", "ranges", "tables"};
-constexpr std::string_view kNodeFields[] = {"name", "dsn", "pool_min", "pool_max", "replicas"};
+constexpr std::string_view kNodeFields[] = {"name",     "dsn",      "admin_dsn", "pooler",
+                                            "pool_min", "pool_max", "replicas"};
 constexpr std::string_view kRangeFields[] = {"lo", "hi", "node", "read_node", "state"};
 constexpr std::string_view kTableFields[] = {"name", "key", "primary_key", "reference"};
 
@@ -216,6 +217,16 @@ class Reader {
       } else if (!t.contains("dsn")) {
         Missing(t, path, "dsn", "a libpq connection string");
       }
+      if (auto v = String(t, "admin_dsn", prefix)) node.admin_dsn = *v;
+      if (auto v = String(t, "pooler", prefix)) {
+        absl::StatusOr<Pooler> pooler = ParsePooler(*v);
+        if (pooler.ok()) {
+          node.pooler = *pooler;
+        } else {
+          Error(LineOf(*t.get("pooler")),
+                fmt::format("{}pooler: {}", prefix, std::string(pooler.status().message())));
+        }
+      }
       if (auto v = Int(t, "pool_min", prefix)) node.pool_min = *v;
       if (auto v = Int(t, "pool_max", prefix)) node.pool_max = *v;
       if (auto v = Strings(t, "replicas", prefix)) node.replicas = std::move(*v);
@@ -401,6 +412,10 @@ std::string ShardMapToToml(const ShardMapConfig& config, PasswordMode mode) {
     out += "\n[[nodes]]\n";
     out += fmt::format("name = {}\n", Quote(n.name));
     out += fmt::format("dsn = {}\n", Quote(mask ? MaskedDsn(n.dsn) : n.dsn));
+    if (!n.admin_dsn.empty()) {
+      out += fmt::format("admin_dsn = {}\n", Quote(mask ? MaskedDsn(n.admin_dsn) : n.admin_dsn));
+    }
+    if (n.pooler != Pooler::kUnset) out += fmt::format("pooler = {}\n", Quote(PoolerName(n.pooler)));
     out += fmt::format("pool_min = {}\n", n.pool_min);
     out += fmt::format("pool_max = {}\n", n.pool_max);
     if (!n.replicas.empty()) out += fmt::format("replicas = {}\n", QuoteList(n.replicas, mask));
