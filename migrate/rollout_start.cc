@@ -17,6 +17,7 @@
 #include "plan_toml.h"
 #include "rollout.h"
 #include "rollout_context.h"
+#include "admin_conn.h"
 #include "rollout_node.h"
 #include "rollout_store.h"
 #include "rollout_waves.h"
@@ -201,7 +202,7 @@ absl::StatusOr<std::int64_t> StartRollout(const RolloutOptions& options,
       ReplicationNeeds(plan->plan.moves, waves, kSyncWorkersPerSubscription);
   for (const auto& [name, need] : needs) {
     const int i = result.NodeIndex(name);
-    auto c = pg::Conn::Connect(result.nodes()[static_cast<std::size_t>(i)].dsn, name);
+    auto c = ConnectAdmin(result.nodes()[static_cast<std::size_t>(i)]);
     if (!c.ok()) {
       problems.emplace_back(Msg(c.status()));
       continue;
@@ -218,8 +219,11 @@ absl::StatusOr<std::int64_t> StartRollout(const RolloutOptions& options,
   // the source to the target). Probed now rather than found out in the write window.
   std::set<std::pair<std::string, std::string>> pairs;
   for (const RangeMove& m : plan->plan.moves) pairs.insert({m.from, m.to});
-  auto dsn_of = [&](const std::string& node) -> const std::string& {
-    return result.nodes()[static_cast<std::size_t>(result.NodeIndex(node))].dsn;
+  // The tool's connection strings (admin_dsn when given): a subscription must reach the server
+  // itself. A node whose AdminDsn is refused was named above already (ConnectAdmin).
+  auto dsn_of = [&](const std::string& node) -> std::string {
+    const NodeConfig& n = result.nodes()[static_cast<std::size_t>(result.NodeIndex(node))];
+    return AdminDsn(n).value_or(n.dsn);
   };
   for (const auto& [from, to] : pairs) {
     for (const auto& [subscriber, publisher] : {std::pair(to, from), std::pair(from, to)}) {

@@ -434,5 +434,40 @@ TEST_F(PoolerTest, BorrowIsRefusedNamingTheNodeAndThePooler) {
   EXPECT_THAT(std::string(s.status().message()), HasSubstr("pooler = \"transaction\""));
 }
 
+
+// The DBA tool needs the server itself: with pooler = "transaction" and no admin_dsn a
+// `shardline` command refuses and names the node (before this change it ran through the
+// pooler); with admin_dsn it runs on the server, whatever the dsn.
+TEST_F(PoolerTest, ShardlineCommandsUseAdminDsnAndRefuseATransactionPoolerWithoutOne) {
+  ExecOnAllNodes("CREATE TABLE users (user_id bigint PRIMARY KEY, name text)");
+  ShardMapConfig c = PooledConfig(1, 4, Pooler::kTransaction);
+  c.nodes[1].admin_dsn.clear();
+  const std::string without = (dir_ / "without.toml").string();
+  {
+    std::ofstream out(without);
+    out << ShardMapToToml(c, PasswordMode::kKeep);
+  }
+  const testing::CommandResult refused =
+      testing::RunCommand({testing::BinPath("shardline"), "stats", "--map", without});
+  EXPECT_NE(refused.exit_code, 0) << refused.out << refused.err;
+  EXPECT_THAT(refused.err, HasSubstr(fmt::format("node {}: its dsn goes through a "
+                                                 "transaction-mode pooler (pooler = "
+                                                 "\"transaction\")",
+                                                 node_names_[1])));
+  EXPECT_THAT(refused.err, HasSubstr("add admin_dsn"));
+
+  c.nodes[1].admin_dsn = node_dsns_[1];
+  // n3's dsn leads nowhere: the command succeeds only through its admin_dsn.
+  c.nodes[2].dsn = fmt::format("host=127.0.0.1 port={} dbname=app user=app", UnusedPort());
+  const std::string with = (dir_ / "with.toml").string();
+  {
+    std::ofstream out(with);
+    out << ShardMapToToml(c, PasswordMode::kKeep);
+  }
+  const testing::CommandResult ok =
+      testing::RunCommand({testing::BinPath("shardline"), "stats", "--map", with});
+  EXPECT_EQ(ok.exit_code, 0) << ok.out << ok.err;
+}
+
 }  // namespace
 }  // namespace shardline
