@@ -102,6 +102,20 @@ class Reader {
     return std::nullopt;
   }
 
+  // A string field that `parse` turns into a value (ParsePooler, ParseRangeState); its error
+  // names the field and its line.
+  template <typename T>
+  std::optional<T> Parsed(const toml::table& t, std::string_view key, std::string_view path,
+                          absl::StatusOr<T> (*parse)(std::string_view)) {
+    std::optional<std::string> v = String(t, key, path);
+    if (!v) return std::nullopt;
+    absl::StatusOr<T> parsed = parse(*v);
+    if (parsed.ok()) return *parsed;
+    Error(LineOf(*t.get(key)),
+          fmt::format("{}{}: {}", path, key, std::string(parsed.status().message())));
+    return std::nullopt;
+  }
+
   std::optional<std::int64_t> Integer(const toml::table& t, std::string_view key,
                                       std::string_view path) {
     const toml::node* n = t.get(key);
@@ -218,15 +232,7 @@ class Reader {
         Missing(t, path, "dsn", "a libpq connection string");
       }
       if (auto v = String(t, "admin_dsn", prefix)) node.admin_dsn = *v;
-      if (auto v = String(t, "pooler", prefix)) {
-        absl::StatusOr<Pooler> pooler = ParsePooler(*v);
-        if (pooler.ok()) {
-          node.pooler = *pooler;
-        } else {
-          Error(LineOf(*t.get("pooler")),
-                fmt::format("{}pooler: {}", prefix, std::string(pooler.status().message())));
-        }
-      }
+      if (auto v = Parsed(t, "pooler", prefix, &ParsePooler)) node.pooler = *v;
       if (auto v = Int(t, "pool_min", prefix)) node.pool_min = *v;
       if (auto v = Int(t, "pool_max", prefix)) node.pool_max = *v;
       if (auto v = Strings(t, "replicas", prefix)) node.replicas = std::move(*v);
@@ -257,15 +263,7 @@ class Reader {
         Missing(t, path, "node", "the name of the node that owns the range");
       }
       if (auto v = String(t, "read_node", prefix)) range.read_node = *v;
-      if (auto v = String(t, "state", prefix)) {
-        absl::StatusOr<RangeState> s = ParseRangeState(*v);
-        if (s.ok()) {
-          range.state = *s;
-        } else {
-          Error(LineOf(*t.get("state")),
-                fmt::format("{}state: {}", prefix, std::string(s.status().message())));
-        }
-      }
+      if (auto v = Parsed(t, "state", prefix, &ParseRangeState)) range.state = *v;
       config.ranges.push_back(std::move(range));
       loc.range_lines.push_back(LineOf(t));
     }

@@ -396,13 +396,7 @@ TEST_F(PoolerTest, WriteOnAStaleMapIsRefusedByTheNodeAndRetriedOnTheNewOwner) {
     for (pg::Conn* c : {c1.get(), c2.get()}) ASSERT_TRUE(c->Exec("COMMIT").ok());
   }
 
-  auto r = router->Execute(uid, "INSERT INTO users VALUES ($1, 'routed')", {uid});
-  ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(r->node(), node_names_[1]);
-  EXPECT_EQ(router->map_version(), 2);
-  EXPECT_EQ(CountOn(0, "SELECT count(*) FROM users"), 0);
-  EXPECT_EQ(CountOn(1, fmt::format("SELECT count(*) FROM users WHERE user_id = {}", uid)), 1);
-  EXPECT_NE(router->MetricsText().find("shardline_fence_retries_total 1\n"), std::string::npos);
+  ASSERT_NO_FATAL_FAILURE(ExpectInsertRetriedFromNode0ToNode1(*router, uid));
 
   // A transaction: the version set right after BEGIN, pipelined with it.
   ShardMapConfig v3 = v2;
@@ -411,13 +405,7 @@ TEST_F(PoolerTest, WriteOnAStaleMapIsRefusedByTheNodeAndRetriedOnTheNewOwner) {
   ExecOnNode(1, "SELECT shardline.raise_map_epoch('users', 3, 'test: range moved again')");
   WriteMap(v3);
   const std::int64_t uid2 = FindKeyInRange(v1.ranges[ri].lo, v1.ranges[ri].hi, uid + 1);
-  int attempts = 0;
-  absl::Status tx = router->Transaction(uid2, [&](Session& s) -> absl::Status {
-    ++attempts;
-    return s.Execute("INSERT INTO users VALUES ($1, 'tx')", {uid2}).status();
-  });
-  ASSERT_TRUE(tx.ok()) << tx;
-  EXPECT_EQ(attempts, 2);
+  EXPECT_EQ(InsertInTransaction(*router, uid2), 2);
   EXPECT_EQ(CountOn(2, fmt::format("SELECT count(*) FROM users WHERE user_id = {}", uid2)), 1);
   EXPECT_EQ(CountOn(1, fmt::format("SELECT count(*) FROM users WHERE user_id = {}", uid2)), 0);
 }
