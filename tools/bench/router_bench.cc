@@ -452,7 +452,6 @@ int Run(const Options& o) {
   const double mb = qps(all_base);
   const double ml = qps(all_router);
   const double ratio = Median(all_pairs);
-  std::remove(map_path.c_str());
 
   // Proxy mode, side by side: the router itself behind pgbouncer (pooler = "transaction")
   // against bare PQexecParams through the same pgbouncer.
@@ -495,6 +494,7 @@ int Run(const Options& o) {
                               "= {:.3f} of libpq behind pgbouncer",
                               qps(pooled_blocks), pooled_ratio);
   }
+  std::remove(map_path.c_str());  // after the last call: the router polls it
   const auto [lo, hi] = std::minmax_element(round_ratios.begin(), round_ratios.end());
   std::printf("%s: ratio=%.3f (%s %.0f q/s vs %s %.0f q/s; median over %zu pairs of adjacent "
               "%d-query blocks in %d rounds of %.1f s; round medians %.3f..%.3f; %d client "
