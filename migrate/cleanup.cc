@@ -23,9 +23,10 @@ std::string RangeText(std::int64_t lo, std::int64_t hi) { return fmt::format("{}
 }  // namespace
 
 absl::Status CheckNotOwned(const ShardMap& map, const std::string& node,
-                           const std::vector<std::pair<std::int64_t, std::int64_t>>& ranges) {
+                           const std::vector<std::pair<std::int64_t, std::int64_t>>& ranges,
+                           bool node_may_be_absent) {
   const int ni = map.NodeIndex(node);
-  if (ni < 0) {
+  if (ni < 0 && !node_may_be_absent) {
     return absl::InvalidArgumentError(
         fmt::format("node {} is not a node of the map (version {})", node, map.version()));
   }
@@ -54,7 +55,10 @@ absl::StatusOr<CleanupResult> CleanupRanges(
     pg::Conn& conn, const ShardMap& map, const std::string& node,
     const std::vector<std::pair<std::int64_t, std::int64_t>>& ranges,
     const CleanupOptions& options) {
-  if (absl::Status s = CheckNotOwned(map, node, ranges); !s.ok()) return s;
+  if (absl::Status s = CheckNotOwned(map, node, ranges, options.node_may_be_absent);
+      !s.ok()) {
+    return s;
+  }
   auto tables = SelectShardedTables(map, options.tables);
   if (!tables.ok()) return tables.status();
   const std::size_t batch = std::max<std::size_t>(1, options.batch);

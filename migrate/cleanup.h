@@ -25,6 +25,10 @@ struct CleanupOptions {
   double rows_per_second = 0;  // throttle; 0 = unthrottled
   // Called after every batch (table, rows deleted so far in that table); may be empty.
   std::function<void(const std::string& table, std::int64_t deleted, double rows_per_s)> progress;
+  // Accept a node that `map` does not name (nothing routes to it: the rollout deletes the
+  // copies of a node its rollback or cleanup already dropped from the map). Default false: a
+  // node name the map does not know is a mistake on the command line.
+  bool node_may_be_absent = false;
 };
 
 struct CleanupTableResult {
@@ -46,9 +50,11 @@ struct CleanupResult {
 
 // Checks that node `node` owns no part of any of `ranges` in `map`: FailedPrecondition
 // "node b still owns range lo..hi (map version 7); cleanup deletes only ranges a node no longer
-// owns" naming the first overlap. InvalidArgument when the node is unknown or a range is empty.
+// owns" naming the first overlap. InvalidArgument when a range is empty, and when the node is
+// unknown unless `node_may_be_absent` (CleanupOptions::node_may_be_absent).
 absl::Status CheckNotOwned(const ShardMap& map, const std::string& node,
-                           const std::vector<std::pair<std::int64_t, std::int64_t>>& ranges);
+                           const std::vector<std::pair<std::int64_t, std::int64_t>>& ranges,
+                           bool node_may_be_absent = false);
 
 // Deletes the rows of `ranges` from every selected table on `conn` (node `node` of `map`),
 // after CheckNotOwned. Each batch: DELETE ... WHERE key in the next `batch` keys in primary-key

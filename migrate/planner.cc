@@ -426,6 +426,15 @@ absl::StatusOr<RebalancePlan> PlanRebalance(const ShardMapConfig& current,
                   result.nodes[n].name) != request.remove_nodes.end()) {
       removed[n] = true;
       plan.nodes[n].role = NodeRole::kRemoved;
+    } else if (n < current.nodes.size() && !request.use_empty_nodes &&
+               std::none_of(current.ranges.begin(), current.ranges.end(),
+                            [&](const RangeConfig& r) { return r.node == result.nodes[n].name; })) {
+      removed[n] = true;
+      plan.nodes[n].role = NodeRole::kRemoved;
+      plan.warnings.push_back(fmt::format(
+          "node '{}' owns no range in map version {}: planned as removed (it gets no ranges and "
+          "leaves the map at the rollout's cleanup); pass --use-empty-nodes to give it ranges",
+          result.nodes[n].name, current.version));
     }
   }
   std::vector<std::pair<std::string_view, int>> by_name;

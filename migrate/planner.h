@@ -52,9 +52,15 @@ struct PlanRequest {
   // Nodes to add: name and dsn are required; pool limits and replicas are copied into the map.
   std::vector<NodeConfig> add_nodes;
   // Names of nodes to drain. A drained node stays in the resulting map owning no range, so the
-  // plan still has its connection string for copying and cleanup; drop it from the map after
-  // cleanup.
+  // plan still has its connection string for copying and cleanup; the rollout's cleanup
+  // publishes a map without it (rollout_cleanup.cc).
   std::vector<std::string> remove_nodes;
+  // A node of the current map that owns no range (a drained node left behind by a cleanup that
+  // did not finish, a node published by hand) gets no ranges unless this is set: it is planned
+  // as removed (role "removed", a warning says so), so a plan never moves ranges back onto a
+  // node that was decommissioned, and the rollout's cleanup drops it from the map. Nodes named
+  // in `add_nodes` always get their share. Default false.
+  bool use_empty_nodes = false;
   BalanceMode mode = BalanceMode::kSize;
   // Every remaining node ends within this many percent of the mean load (kMinTolerancePercent..
   // kMaxTolerancePercent). Smaller means more moves and more splits; default 5%.

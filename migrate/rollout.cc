@@ -4,6 +4,7 @@
 #include "rollout.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <thread>
 
@@ -28,6 +29,18 @@ absl::Status AdvanceOnce(RolloutContext& ctx, bool wait_soak, bool* done) {
     return absl::OkStatus();
   }
   const int w = cur->wave;
+  // Reverse replication of the switched waves must run: it is what a rollback gives the
+  // ranges back with, and moving on would widen what it must carry.
+  if (w > 1) {
+    const ReverseHealth h = CheckReverse(ctx);
+    for (const std::string& warning : h.warnings) ctx.Log("warning: " + warning);
+    if (!h.blocking.empty()) {
+      return absl::FailedPreconditionError(fmt::format(
+          "migration {}: reverse replication of a switched wave does not run, so a rollback "
+          "could not give its ranges back: {}; fix it, then run advance again",
+          ctx.id(), fmt::join(h.blocking, "; ")));
+    }
+  }
   if (cur->step == WaveStep::kPending && w > 1) {
     const WaveRecord& prev = ctx.state().waves[static_cast<std::size_t>(w - 2)];
     if (!prev.soak_over) {

@@ -113,6 +113,9 @@ struct RolloutStatus {
   MigrationState state;
   std::vector<WaveLive> live;  // per wave
   std::string next;            // what the next command would do
+  // Reverse replication of switched waves that would keep a rollback from completing, or that
+  // counts apply errors (CheckReverse): empty when healthy or not asked (other states).
+  std::vector<std::string> reverse_problems;
 };
 
 // Status of migration `id` (with live lag and copied rows).

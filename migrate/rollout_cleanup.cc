@@ -50,6 +50,11 @@ absl::Status Cleanup(RolloutContext& ctx) {
           ctx.id(), current->map->version(), fmt::join(problems, ", "),
           ctx.state().migration.published_version));
     }
+    // The end of the soak: say whether rollback would still have worked (cleanup goes on
+    // either way: from here the targets' rows are the only ones kept).
+    const ReverseHealth health = CheckReverse(ctx);
+    for (const std::string& p : health.blocking) ctx.Log("warning: during the soak " + p);
+    for (const std::string& p : health.warnings) ctx.Log("warning: during the soak " + p);
     // Routers first: a router still on an older map would write to a source.
     if (auto s = ctx.WaitRouters(last.writes_version); !s.ok()) return s;
     if (auto s =
@@ -59,7 +64,7 @@ absl::Status Cleanup(RolloutContext& ctx) {
     }
     if (auto s = ctx.Reload(); !s.ok()) return s;
   }
-  return ctx.RunStep(0, "cleanup", [&]() -> absl::Status {
+  auto deleted = ctx.RunStep(0, "cleanup", [&]() -> absl::Status {
     if (auto s = ctx.DropAllReplication(); !s.ok()) return s;
     ctx.Point("cleanup:replication_dropped");
     // Before any row goes: a router still on a map older than the last switch is refused by
@@ -105,6 +110,24 @@ absl::Status Cleanup(RolloutContext& ctx) {
       auto c = ctx.Node(target);
       if (!c.ok()) return c.status();
       if (auto s = UnmarkMigration(**c, ctx.lock_key(), ranges); !s.ok()) return s;
+    }
+    return absl::OkStatus();
+  });
+  if (!deleted.ok()) return deleted;
+  ctx.Point("cleanup:deleted");
+  // The last act, a step of its own (a rerun after a kill redoes the idempotent deletes above,
+  // then this): the drained nodes leave the map, so routers stop connecting to them and the
+  // next plan cannot move ranges back onto them. They own nothing since the last switch.
+  return ctx.RunStep(0, "drop_drained_nodes", [&]() -> absl::Status {
+    const std::vector<std::string> drained = ctx.PlanNodes(NodeRole::kRemoved);
+    if (!drained.empty()) {
+      auto version = ctx.PublishStage(ctx.Steps(),
+                                      fmt::format("rollout {}: cleanup drops drained node(s) {}",
+                                                  ctx.id(), fmt::join(drained, ", ")),
+                                      drained);
+      if (!version.ok()) return version.status();
+      ctx.Log(fmt::format("map version {} has no node {}: shut its server down when you like",
+                          *version, fmt::join(drained, ", ")));
     }
     return SetMigrationState(ctx.catalog(), ctx.id(), kMigrationCleaned);
   });

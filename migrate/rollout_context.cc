@@ -60,6 +60,7 @@ absl::StatusOr<std::int64_t> DeleteCopies(pg::Conn& conn, const ShardMap& curren
   CleanupOptions co;
   co.batch = static_cast<std::size_t>(batch);
   co.rows_per_second = rows_per_second;
+  co.node_may_be_absent = true;  // a rollback's added node or a cleanup's drained one left it
   absl::StatusOr<CleanupResult> cr = CleanupRanges(conn, current, node, ranges, co);
   (void)conn.Exec("RESET session_replication_role");
   if (!cr.ok()) return cr.status();
@@ -306,13 +307,14 @@ std::vector<WaveStep> RolloutContext::Steps() const {
   return out;
 }
 
-absl::StatusOr<std::int64_t> RolloutContext::PublishStage(const std::vector<WaveStep>& steps,
-                                                          const std::string& comment) {
+absl::StatusOr<std::int64_t> RolloutContext::PublishStage(
+    const std::vector<WaveStep>& steps, const std::string& comment,
+    const std::vector<std::string>& drop_nodes) {
   auto current = catalog_->LoadCurrent();
   if (!current.ok()) return current.status();
   const std::int64_t at = current->map->version();
-  const ShardMapConfig desired =
-      MapAtStage(plan_.plan.result, plan_.plan.moves, move_waves_, steps, at + 1);
+  const ShardMapConfig desired = WithoutNodes(
+      MapAtStage(plan_.plan.result, plan_.plan.moves, move_waves_, steps, at + 1), drop_nodes);
   if (SameMapContent(current->map->config(), desired)) {
     if (at != st_.migration.published_version) {  // published, then killed before recording
       if (auto s = SetPublishedVersion(catalog_->conn(), id_, at); !s.ok()) return s;

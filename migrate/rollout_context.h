@@ -87,6 +87,8 @@ class RolloutContext {
   absl::StatusOr<ParsedShardMap> LoadCurrentMap() { return catalog_->LoadCurrent(); }
   // The plan's resulting map: every node's DSN, the tables.
   const std::shared_ptr<const ShardMap>& Result() const { return plan_.result_map; }
+  // The plan's nodes of `role` (NodeRole::kAdded: new nodes; kRemoved: drained ones).
+  std::vector<std::string> PlanNodes(NodeRole role) const { return NodesWithRole(plan_.plan, role); }
 
   // OK when `command` may act on the migration now: any command while it runs; once a one-way
   // ending began, only the command that began it (a rerun continues it). FailedPrecondition
@@ -129,8 +131,11 @@ class RolloutContext {
   // version that holds it. FailedPrecondition, publishing nothing, when the current map is not
   // the one this migration published last (someone else published in between): overwriting it
   // would undo their change, or route writes where no rows are.
+  // `drop_nodes` leave the published map when they own and serve nothing in it (WithoutNodes):
+  // the plan's drained nodes at the end of cleanup, its added nodes at the end of a rollback.
   absl::StatusOr<std::int64_t> PublishStage(const std::vector<WaveStep>& steps,
-                                            const std::string& comment);
+                                            const std::string& comment,
+                                            const std::vector<std::string>& drop_nodes = {});
 
   // Fences `ranges` on `conn` for wave `w` (under the pause lock, after waiting for writer
   // transactions that predate the moving marks) and returns the WAL position after the fence:

@@ -588,6 +588,94 @@ absl::Status WaitApplyWorker(pg::Conn& subscriber, const std::string& name,
   }
 }
 
+absl::StatusOr<SubscriptionHealth> SubscriptionHealthOf(pg::Conn& subscriber,
+                                                        const std::string& name) {
+  auto r = subscriber.Exec(
+      "SELECT s.subenabled, EXISTS (SELECT 1 FROM pg_stat_subscription w WHERE w.subid = s.oid "
+      "AND w.relid IS NULL AND w.pid IS NOT NULL), coalesce(st.apply_error_count, 0), "
+      "coalesce(st.sync_error_count, 0) FROM pg_subscription s "
+      "LEFT JOIN pg_stat_subscription_stats st ON st.subid = s.oid WHERE s.subname = $1 "
+      "AND s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
+      {name});
+  if (!r.ok()) {
+    return Annotate(r.status(),
+                    fmt::format("node {}: reading subscription {}", subscriber.node(), name));
+  }
+  SubscriptionHealth h;
+  if (r->rows() == 0) return h;
+  h.exists = true;
+  h.enabled = r->Text(0, 0) == "t";
+  h.worker_running = r->Text(0, 1) == "t";
+  h.apply_errors = r->Int64Or0(0, 2);
+  h.sync_errors = r->Int64Or0(0, 3);
+  return h;
+}
+
+std::string SubscriptionProblem(const SubscriptionHealth& h, const std::string& subscriber,
+                                const std::string& publisher, const std::string& name) {
+  const std::string errors =
+      h.apply_errors > 0
+          ? fmt::format("; {} apply error(s) so far (pg_stat_subscription_stats.apply_error_count: "
+                        "the error itself, e.g. a conflicting key, is in node {}'s server log)",
+                        h.apply_errors, subscriber)
+          : "";
+  if (!h.exists) {
+    return fmt::format("node {}: subscription {} (from node {}) does not exist", subscriber, name,
+                       publisher);
+  }
+  if (!h.enabled) {
+    return fmt::format(
+        "node {}: subscription {} (from node {}) is disabled{}; fix what stopped it, then "
+        "`ALTER SUBSCRIPTION {} ENABLE` on node {}",
+        subscriber, name, publisher, errors, name, subscriber);
+  }
+  if (!h.worker_running) {
+    return fmt::format(
+        "node {}: the apply worker of subscription {} (from node {}) is not running{}; fix the "
+        "error in node {}'s server log (a row that conflicts with a unique index, a missing "
+        "table or column), or free a logical replication worker (max_logical_replication_workers)",
+        subscriber, name, publisher, errors, subscriber);
+  }
+  if (h.apply_errors > 0) {
+    return fmt::format("node {}: subscription {} (from node {}) runs{}", subscriber, name,
+                       publisher, errors);
+  }
+  return "";
+}
+
+absl::StatusOr<std::vector<std::string>> FencesOverlapping(pg::Conn& conn,
+                                                           const HashRangeList& ranges,
+                                                           int limit) {
+  std::vector<std::string> out;
+  auto present = conn.Exec("SELECT to_regclass('shardline.fenced_ranges') IS NOT NULL");
+  if (!present.ok()) return present.status();
+  if (present->Text(0, 0) != "t" || ranges.empty()) return out;
+  const auto [los, his] = RangeArrays(ranges);
+  auto r = conn.Exec(
+      "SELECT f.table_name || ' ' || f.lo || '..' || f.hi || coalesce(' (' || f.reason || ')', "
+      "'') FROM shardline.fenced_ranges f WHERE f.mode = 'fence' AND EXISTS (SELECT 1 FROM "
+      "unnest($1::bigint[], $2::bigint[]) AS u(l, h) WHERE f.lo <= u.h AND f.hi >= u.l) "
+      "ORDER BY f.lo, f.table_name LIMIT $3",
+      {los, his, std::to_string(limit)});
+  if (!r.ok()) return Annotate(r.status(), fmt::format("node {}: reading fences", conn.node()));
+  for (int i = 0; i < r->rows(); ++i) out.push_back(r->String(i, 0));
+  return out;
+}
+
+absl::StatusOr<bool> HoldsMarks(pg::Conn& conn, std::int64_t lock_key, const HashRangeList& ranges,
+                                std::string_view mode) {
+  const auto [los, his] = RangeArrays(ranges);
+  auto r = conn.Exec(
+      "SELECT EXISTS (SELECT 1 FROM shardline.fenced_ranges f WHERE f.lock_key = $1 AND f.mode = "
+      "$4 AND EXISTS (SELECT 1 FROM unnest($2::bigint[], $3::bigint[]) AS u(l, h) "
+      "WHERE f.lo >= u.l AND f.hi <= u.h))",
+      {std::to_string(lock_key), los, his, std::string(mode)});
+  if (!r.ok()) {
+    return Annotate(r.status(), fmt::format("node {}: reading the marks", conn.node()));
+  }
+  return r->Text(0, 0) == "t";
+}
+
 absl::Status WaitInitialCopy(pg::Conn& subscriber, const std::string& name,
                              std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -200,6 +201,36 @@ absl::StatusOr<bool> SubscriptionExists(pg::Conn& subscriber, const std::string&
 // max_logical_replication_workers, max_worker_processes).
 absl::Status WaitApplyWorker(pg::Conn& subscriber, const std::string& name,
                              std::chrono::milliseconds timeout);
+
+// How subscription `name` on `subscriber` is doing, as SQL can tell (a worker's last error is
+// only in the server log): whether it exists and is enabled, whether its apply worker runs
+// (pg_stat_subscription), and its error counts (pg_stat_subscription_stats: cumulative since
+// the subscription was made or its stats were reset).
+struct SubscriptionHealth {
+  bool exists = false;
+  bool enabled = false;
+  bool worker_running = false;
+  std::int64_t apply_errors = 0;
+  std::int64_t sync_errors = 0;
+};
+absl::StatusOr<SubscriptionHealth> SubscriptionHealthOf(pg::Conn& subscriber,
+                                                        const std::string& name);
+// What blocks subscription `name` on node `subscriber` (fed by node `publisher`) and what to fix,
+// or "" when it is enabled and its apply worker runs. Apply errors are named either way (a
+// worker that fails restarts every few seconds, so it may be running when asked).
+std::string SubscriptionProblem(const SubscriptionHealth& h, const std::string& subscriber,
+                                const std::string& publisher, const std::string& name);
+
+// The node's 'fence' marks (any migration's) that overlap `ranges`, as "table lo..hi (reason)",
+// at most `limit`; none when the node has no shardline schema.
+absl::StatusOr<std::vector<std::string>> FencesOverlapping(pg::Conn& conn,
+                                                           const HashRangeList& ranges,
+                                                           int limit = 5);
+
+// Whether `conn` holds a mark of migration `lock_key` in mode `mode` ('fence' or 'moving')
+// inside `ranges`.
+absl::StatusOr<bool> HoldsMarks(pg::Conn& conn, std::int64_t lock_key, const HashRangeList& ranges,
+                                std::string_view mode);
 
 // Waits until every table of subscription `name` finished its initial copy (state 'r').
 // DeadlineExceeded naming the tables still copying.

@@ -5,6 +5,7 @@
 // phase is idempotent: a rerun after a kill anywhere finds what exists and does only the rest.
 #pragma once
 
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -37,6 +38,17 @@ absl::Status Unwind(RolloutContext& ctx, bool abort);
 // Cleanup after the last soak: one-way, deletes the moved rows from the sources where the
 // current map gives them to the targets, keeps the sources' fences (rollout_cleanup.cc).
 absl::Status Cleanup(RolloutContext& ctx);
+
+// The health of reverse replication (target -> source) of every wave that switched writes:
+// `blocking` names each subscription that would keep a rollback from giving the ranges back
+// (missing, disabled, its apply worker not running, its source unreachable) with what to fix;
+// `warnings` each one that runs but has counted apply errors (rollout_status.cc). Asked by
+// advance (refused while something blocks), cleanup at the end of the soak (logged) and status.
+struct ReverseHealth {
+  std::vector<std::string> blocking;
+  std::vector<std::string> warnings;
+};
+ReverseHealth CheckReverse(RolloutContext& ctx);
 
 // Live lag and copied rows per wave (rollout_status.cc).
 std::vector<WaveLive> LiveFigures(RolloutContext& ctx);

@@ -10,6 +10,93 @@
 
 namespace shardline::migrate {
 
+namespace {
+
+// Whether `source` still fences migration ctx's ranges of `p`: its marks go only after reverse
+// replication confirmed the targets' fence (step 2 of Unwind), and the targets stay fenced from
+// then on, so a pair whose source no longer fences has nothing left to deliver. An unreachable
+// source counts as fencing (it cannot have been unmarked without us).
+bool SourceFences(RolloutContext& ctx, const Pair& p) {
+  auto c = ctx.Node(p.source);
+  if (!c.ok()) return true;
+  auto held = HoldsMarks(**c, ctx.lock_key(), p.ranges, "fence");
+  return !held.ok() || *held;
+}
+
+// Wave `w`'s targets: fenced and drained, then each reverse subscription confirms the fence.
+absl::Status DeliverTargetsWrites(RolloutContext& ctx, int w) {
+  for (auto& [target, ranges] : ctx.RangesByTarget({w})) {
+    std::vector<Pair> pairs;
+    for (const Pair& p : ctx.Pairs(w)) {
+      if (p.target == target && SourceFences(ctx, p)) pairs.push_back(p);
+    }
+    if (pairs.empty()) continue;  // an earlier run delivered and unfenced its sources
+    auto t = ctx.Node(target);
+    if (!t.ok()) return t.status();
+    auto lsn = ctx.Fence(**t, ranges, w, "rollback");
+    if (!lsn.ok()) return lsn.status();
+    ctx.Point("rollback:target_fenced");
+    for (const Pair& p : pairs) {
+      auto s_node = ctx.Node(p.source);
+      if (!s_node.ok()) {
+        return Annotate(s_node.status(),
+                           fmt::format("wave {}: reverse replication {} -> {}: the source is "
+                                       "unreachable",
+                                       w, p.target, p.source));
+      }
+      const std::string rev = ctx.Name(w, p, true);
+      auto health = SubscriptionHealthOf(**s_node, rev);
+      if (!health.ok()) return health.status();
+      if (!health->exists) continue;
+      if (auto s = WaitApplied(**t, rev, *lsn, ctx.options().apply_wait); !s.ok()) {
+        // Asked after the wait: a worker that failed meanwhile shows it now.
+        auto after = SubscriptionHealthOf(**s_node, rev);
+        const std::string problem =
+            after.ok() ? SubscriptionProblem(*after, p.source, p.target, rev) : "";
+        return Annotate(s, fmt::format("wave {}: reverse replication {} -> {}{}", w,
+                                          p.target, p.source,
+                                          problem.empty() ? "" : " (" + problem + ")"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+// After step 1 failed with `why`: the targets of the switched waves take writes again (their
+// fences back to moving marks) wherever their sources still fence, so every range keeps a
+// writable owner, the one the current map names. Returns the failure to report.
+absl::Status TurnTargetsBack(RolloutContext& ctx, const std::vector<int>& switched,
+                             const absl::Status& why) {
+  std::vector<std::string> still_fenced;
+  for (int w : switched) {
+    for (const Pair& p : ctx.Pairs(w)) {
+      if (!SourceFences(ctx, p)) continue;
+      auto t = ctx.Node(p.target);
+      absl::Status s =
+          t.ok() ? UnfenceToMoving(**t, ctx.lock_key(), p.ranges) : t.status();
+      if (!s.ok()) {
+        still_fenced.push_back(fmt::format("node {} ({}): {}", p.target, RangesText(p.ranges),
+                                           std::string(s.message())));
+      }
+    }
+  }
+  ctx.Point("rollback:targets_unfenced");
+  const std::string after =
+      still_fenced.empty()
+          ? "The targets took the writes back (their fences are moving marks again and the "
+            "current map still routes the ranges to them): no write is refused meanwhile"
+          : fmt::format("Could not lift the targets' fence on {}: writes there are refused "
+                        "until the rerun",
+                        fmt::join(still_fenced, "; "));
+  return Annotate(
+      why, fmt::format("rollback of migration {0} stopped. {1}. The migration stays "
+                       "rolling_back: fix the cause below, then run `shardline rollout rollback "
+                       "--migration {0}` again to finish the rollback. Cause",
+                       ctx.id(), after));
+}
+
+}  // namespace
+
 absl::Status Unwind(RolloutContext& ctx, bool abort) {
   if (auto s = ctx.RequireState(abort ? "abort" : "rollback"); !s.ok()) return s;
   // Switched: recorded so, or (a switch killed between publishing and recording it) the
@@ -50,34 +137,18 @@ absl::Status Unwind(RolloutContext& ctx, bool abort) {
     auto ids = ctx.PrepareIds(switched_pairs, /*on_targets=*/false);
     if (!ids.ok()) return ids.status();
     // 1. Targets of switched waves: fence, wait out transactions older than the fence, and
-    //    wait for reverse replication to deliver everything written there up to then.
+    //    wait for reverse replication to deliver everything written there up to then. When it
+    //    cannot (a disabled subscription, an apply worker that fails on a conflicting row, a
+    //    source down), the targets take the writes back and the rollback fails saying what
+    //    blocks: the migration stays rolling_back and a rerun after the fix tries again.
     for (int w : switched) {
-      for (auto& [target, ranges] : ctx.RangesByTarget({w})) {
-        auto t = ctx.Node(target);
-        if (!t.ok()) return t.status();
-        auto lsn = ctx.Fence(**t, ranges, w, "rollback");
-        if (!lsn.ok()) return lsn.status();
-        ctx.Point("rollback:target_fenced");
-        for (const Pair& p : ctx.Pairs(w)) {
-          if (p.target != target) continue;
-          auto s_node = ctx.Node(p.source);
-          if (!s_node.ok()) return s_node.status();
-          pg::Conn* s_conn = *s_node;
-          const std::string rev = ctx.Name(w, p, true);
-          auto exists = SubscriptionExists(*s_conn, rev);
-          if (!exists.ok()) return exists.status();
-          if (!*exists) continue;
-          if (auto s = WaitApplied(**t, rev, *lsn, ctx.options().apply_wait); !s.ok()) {
-            return Annotate(
-                s, fmt::format("wave {}: reverse replication {} -> {}", w, p.target, p.source));
-          }
-        }
-      }
+      if (auto s = DeliverTargetsWrites(ctx, w); !s.ok()) return TurnTargetsBack(ctx, switched, s);
     }
     // 1b. Ids continue on the sources past every id the targets handed out (delivered by
-    //     reverse replication above) and every position of the targets' sequences.
+    //     reverse replication above) and every position of the targets' sequences. The
+    //     sources still fence: a failure here hands the writes back to the targets too.
     if (auto s = ctx.ContinueIds(switched_pairs, /*on_targets=*/false, *ids, kind); !s.ok()) {
-      return s;
+      return TurnTargetsBack(ctx, switched, s);
     }
     // 2. Sources take writes again, before the map sends writers back to them (a router that
     //    meets the targets' fence waits for that map and retries on the source). The targets
@@ -91,7 +162,10 @@ absl::Status Unwind(RolloutContext& ctx, bool abort) {
     ctx.Point(fmt::format("{}:sources_unfenced", kind));
     // 3. The original assignment.
     std::vector<WaveStep> base(ctx.state().waves.size(), WaveStep::kPending);
-    auto version = ctx.PublishStage(base, fmt::format("rollout {}: {}", ctx.id(), kind));
+    //    The plan's added nodes leave the map in the same publish: they own nothing in it
+    //    and serve no reads, and their copies go below only after every router applied it.
+    auto version = ctx.PublishStage(base, fmt::format("rollout {}: {}", ctx.id(), kind),
+                                    ctx.PlanNodes(NodeRole::kAdded));
     if (!version.ok()) return version.status();
     ctx.Point(fmt::format("{}:published", kind));
     // From here a router still on a map that gave the targets writes is refused by every node

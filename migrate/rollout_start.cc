@@ -140,6 +140,250 @@ void WarnPerNodeSequences(const TableInfo& info, const TableConfig& table, std::
   }
 }
 
+// What `start` learns before it changes anything: the nodes' connections, the problems found
+// (all listed at once), the source definition of each table, and what to create where.
+struct StartPlan {
+  const RolloutOptions& options;
+  const ParsedPlan& plan;
+  const ShardMap& result;
+  std::function<void(const std::string&)> log;
+  std::vector<std::vector<std::size_t>> waves;
+  std::set<std::string> sources, targets;
+  std::map<std::string, std::unique_ptr<pg::Conn>> conns;
+  std::vector<std::string> problems;
+  std::map<std::string, TableInfo> source_info;       // by table, from some source
+  std::map<std::string, std::string> source_of_info;  // by table: that source
+  std::vector<std::pair<std::string, const TableConfig*>> to_create;             // (target, table)
+  std::vector<std::pair<std::string, const TableConfig*>> references_to_create;  // likewise
+
+  // A failed read of a table's definition, as a problem.
+  void TableReadFailed(const absl::Status& s, const std::string& node, const TableConfig& t) {
+    problems.emplace_back(Msg(ExplainTimeout(
+        Annotate(s, fmt::format("node {}: reading table {}", node, t.name)), options)));
+  }
+};
+
+// The catalog: the plan must start from the current map, and no other rollout may run.
+absl::Status CheckCatalog(pg::Conn& cat, Catalog& catalog, StartPlan& sp) {
+  auto current = catalog.CurrentVersion();
+  if (!current.ok()) return current.status();
+  if (*current != sp.plan.plan.source_map_version) {
+    sp.problems.push_back(fmt::format(
+        "the plan was made from map version {} but the catalog is at version {}: make a new "
+        "plan (`shardline rebalance plan`)",
+        sp.plan.plan.source_map_version, *current));
+  }
+  auto active = ActiveMigration(cat);
+  if (!active.ok()) return active.status();
+  if (*active > 0) {
+    sp.problems.push_back(fmt::format(
+        "migration {0} is still active: continue it (`shardline rollout status` says how) or "
+        "end it (rollback, abort) first",
+        *active));
+  }
+  return absl::OkStatus();
+}
+
+// Nodes: connect, server settings, privileges, and the replication capacity every wave and
+// pair will need at its peak (slots and WAL senders as a publisher, workers as a subscriber).
+void ConnectAndCheckNodes(StartPlan& sp) {
+  for (const RangeMove& m : sp.plan.plan.moves) {
+    sp.sources.insert(m.from);
+    sp.targets.insert(m.to);
+  }
+  const std::map<std::string, ReplicationNeed> needs =
+      ReplicationNeeds(sp.plan.plan.moves, sp.waves, kSyncWorkersPerSubscription);
+  for (const auto& [name, need] : needs) {
+    const int i = sp.result.NodeIndex(name);
+    auto c = ConnectAdmin(sp.result.nodes()[static_cast<std::size_t>(i)]);
+    if (!c.ok()) {
+      sp.problems.emplace_back(Msg(c.status()));
+      continue;
+    }
+    if (auto s = SetTimeouts(**c, sp.options); !s.ok()) {
+      sp.problems.emplace_back(Msg(s));
+      continue;
+    }
+    CheckNode(**c, need, sp.problems);
+    sp.conns[name] = std::move(*c);
+  }
+}
+
+// Each subscriber's server must reach its publisher with the map's connection string, in both
+// directions (forward: the target subscribes to the source; reverse, after the switch: the
+// source to the target). Probed now rather than found out in the write window.
+void ProbeReplicationPaths(StartPlan& sp) {
+  std::set<std::pair<std::string, std::string>> pairs;
+  for (const RangeMove& m : sp.plan.plan.moves) pairs.insert({m.from, m.to});
+  // The tool's connection strings (admin_dsn when given): a subscription must reach the server
+  // itself. A node whose AdminDsn is refused was named above already (ConnectAdmin).
+  auto dsn_of = [&](const std::string& node) -> std::string {
+    const NodeConfig& n = sp.result.nodes()[static_cast<std::size_t>(sp.result.NodeIndex(node))];
+    return AdminDsn(n).value_or(n.dsn);
+  };
+  for (const auto& [from, to] : pairs) {
+    for (const auto& [subscriber, publisher] : {std::pair(to, from), std::pair(from, to)}) {
+      if (!sp.conns.count(subscriber)) continue;
+      if (auto s = ProbeReplicationConnection(*sp.conns[subscriber], publisher,
+                                              dsn_of(publisher));
+          !s.ok()) {
+        sp.problems.emplace_back(Msg(s));
+      }
+    }
+  }
+}
+
+// Sharded tables: on every source as a publisher; on every target present and compatible (and
+// publishable, for reverse replication), or to be created like the source's.
+void CheckShardedTables(StartPlan& sp) {
+  for (const TableConfig& t : sp.result.tables()) {
+    if (t.reference) continue;
+    for (const auto& s : sp.sources) {
+      if (!sp.conns.count(s)) continue;
+      auto info = DescribeTable(*sp.conns[s], t.name);
+      if (!info.ok()) {
+        sp.TableReadFailed(info.status(), s, t);
+        continue;
+      }
+      CheckShardable(*info, t, sp.result.key_type(), s, sp.problems);
+      CheckPublishable(*info, t, s, sp.problems);
+      WarnPerNodeSequences(*info, t, s, sp.log);
+      if (!sp.source_info.count(t.name)) {
+        sp.source_info[t.name] = *info;
+        sp.source_of_info[t.name] = s;
+      }
+    }
+    for (const auto& tg : sp.targets) {
+      if (!sp.conns.count(tg) || !sp.source_info.count(t.name)) continue;
+      const TableInfo& src = sp.source_info[t.name];
+      const std::string& src_node = sp.source_of_info[t.name];
+      auto info = DescribeTable(*sp.conns[tg], t.name);
+      if (!info.ok()) {
+        if (info.status().code() != absl::StatusCode::kNotFound) {
+          sp.TableReadFailed(info.status(), tg, t);
+          continue;
+        }
+        // Created like the source's, or refused now when that cannot be done faithfully.
+        CheckClonable(src, t, sp.result.key_type(), src_node, sp.problems);
+        if (auto s = CheckRolesOnTarget(*sp.conns[tg], src, src_node, sp.problems); !s.ok()) {
+          sp.problems.emplace_back(Msg(s));
+        }
+        sp.to_create.push_back({tg, &t});
+        continue;
+      }
+      if (auto s = CheckCompatible(src, *info, src_node, tg); !s.ok()) {
+        sp.problems.emplace_back(Msg(s));
+      }
+      CheckShardable(*info, t, sp.result.key_type(), tg, sp.problems);
+      CheckPublishable(*info, t, tg, sp.problems);
+    }
+  }
+}
+
+// Reference tables (a full copy on every node): on every target present and compatible with a
+// source's, or created like it with its rows (joins and fan-outs over them work there).
+void CheckReferenceTables(StartPlan& sp) {
+  for (const TableConfig& t : sp.result.tables()) {
+    if (!t.reference) continue;
+    for (const auto& s : sp.sources) {
+      if (!sp.conns.count(s) || sp.source_info.count(t.name)) continue;
+      auto info = DescribeTable(*sp.conns[s], t.name);
+      if (info.ok()) {
+        sp.source_info[t.name] = *info;
+        sp.source_of_info[t.name] = s;
+      } else if (info.status().code() != absl::StatusCode::kNotFound) {
+        sp.TableReadFailed(info.status(), s, t);
+      }
+    }
+    if (!sp.source_info.count(t.name)) {
+      sp.log(fmt::format("warning: reference table {} exists on none of the sources ({}); it "
+                         "is neither checked nor created on the targets",
+                         t.name, fmt::join(sp.sources, ", ")));
+      continue;
+    }
+    const TableInfo& src = sp.source_info[t.name];
+    const std::string& src_node = sp.source_of_info[t.name];
+    for (const auto& tg : sp.targets) {
+      if (!sp.conns.count(tg)) continue;
+      auto info = DescribeTable(*sp.conns[tg], t.name);
+      if (info.ok()) {
+        if (auto s = CheckCompatible(src, *info, src_node, tg); !s.ok()) {
+          sp.problems.push_back(fmt::format("reference {}", Msg(s)));
+        }
+        continue;
+      }
+      if (info.status().code() != absl::StatusCode::kNotFound) {
+        sp.TableReadFailed(info.status(), tg, t);
+        continue;
+      }
+      CheckReferenceClonable(src, src_node, sp.problems);
+      if (auto s = CheckRolesOnTarget(*sp.conns[tg], src, src_node, sp.problems); !s.ok()) {
+        sp.problems.emplace_back(Msg(s));
+      }
+      sp.references_to_create.push_back({tg, &t});
+    }
+  }
+}
+
+// Everything holds: create what is missing (a reference table with the source's rows, in the
+// same transaction) and install the fence objects on every node.
+absl::Status CreateTablesAndFences(StartPlan& sp) {
+  for (const bool reference : {false, true}) {
+    for (const auto& [target, table] : reference ? sp.references_to_create : sp.to_create) {
+      const std::string& src = sp.source_of_info[table->name];
+      if (auto s = CloneTable(*sp.conns[src], *sp.conns[target], sp.source_info[table->name],
+                              *table, /*with_rows=*/reference);
+          !s.ok()) {
+        if (s.code() == absl::StatusCode::kAlreadyExists) {
+          return absl::FailedPreconditionError(fmt::format(
+              "node {}: table {} appeared while `rollout start` ran (someone created it); "
+              "nothing was recorded: run start again so that it checks the table",
+              target, table->name));
+        }
+        return s;
+      }
+      sp.log(fmt::format("created {}table {} on node {} like node {}'s{}",
+                         reference ? "reference " : "", table->name, target, src,
+                         reference ? ", with its rows" : ""));
+    }
+  }
+  for (auto& [name, conn] : sp.conns) {
+    if (auto s = InstallNodeObjects(*conn, sp.result); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+// Records the migration: its waves' ranges and cumulative shares (of bytes, or of moves when
+// the plan has no sizes), and the plan's text. Returns its id.
+absl::StatusOr<std::int64_t> RecordMigration(pg::Conn& cat, const RolloutStartOptions& start,
+                                             const StartPlan& sp) {
+  const std::vector<RangeMove>& moves = sp.plan.plan.moves;
+  std::int64_t total_bytes = 0;
+  for (const RangeMove& m : moves) total_bytes += std::max<std::int64_t>(m.bytes, 0);
+  std::vector<RangeRecord> ranges;
+  std::vector<double> shares;
+  std::int64_t done_bytes = 0;
+  std::size_t done_moves = 0;
+  for (std::size_t w = 0; w < sp.waves.size(); ++w) {
+    for (std::size_t i : sp.waves[w]) {
+      const RangeMove& m = moves[i];
+      ranges.push_back(
+          RangeRecord{static_cast<int>(w + 1), m.lo, m.hi, m.from, m.to, m.rows, m.bytes});
+      done_bytes += std::max<std::int64_t>(m.bytes, 0);
+      ++done_moves;
+    }
+    shares.push_back(total_bytes > 0 ? 100.0 * static_cast<double>(done_bytes) /
+                                           static_cast<double>(total_bytes)
+                                     : 100.0 * static_cast<double>(done_moves) /
+                                           static_cast<double>(moves.size()));
+  }
+  std::ifstream in(start.plan_path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return CreateMigration(cat, text.str(), sp.plan.plan.source_map_version, start.wave_percents,
+                         start.soak_seconds, CurrentOsUser(), shares, ranges);
+}
+
 }  // namespace
 
 absl::StatusOr<std::int64_t> StartRollout(const RolloutOptions& options,
@@ -158,241 +402,31 @@ absl::StatusOr<std::int64_t> StartRollout(const RolloutOptions& options,
   if (!catalog.ok()) return catalog.status();
   if (auto s = (*catalog)->Init(Actor{CurrentOsUser()}); !s.ok()) return s.status();
   pg::Conn& cat = (*catalog)->conn();
-
   if (auto s = SetTimeouts(cat, options); !s.ok()) return s;
   // One start at a time per catalog, for the whole of its checks and creations (a session
   // lock: a killed start releases it); the catalog's unique index on the active migration is
   // what finally decides (CreateMigration).
   if (auto s = LockStart(cat); !s.ok()) return s;
 
-  std::vector<std::string> problems;
-  // The catalog: the plan must start from the current map, and no other rollout may run.
-  auto current = (*catalog)->CurrentVersion();
-  if (!current.ok()) return current.status();
-  if (*current != plan->plan.source_map_version) {
-    problems.push_back(fmt::format(
-        "the plan was made from map version {} but the catalog is at version {}: make a new "
-        "plan (`shardline rebalance plan`)",
-        plan->plan.source_map_version, *current));
-  }
-  auto active = ActiveMigration(cat);
-  if (!active.ok()) return active.status();
-  if (*active > 0) {
-    problems.push_back(fmt::format(
-        "migration {0} is still active: continue it (`shardline rollout status` says how) or "
-        "end it (rollback, abort) first",
-        *active));
-  }
-
-
-  // Waves.
-  const std::vector<std::vector<std::size_t>> waves =
-      SplitIntoWaves(plan->plan.moves, start.wave_percents);
-  const ShardMap& result = *plan->result_map;
-
-  // Nodes: connect, server settings, privileges, and the replication capacity every wave and
-  // pair will need at its peak (slots and WAL senders as a publisher, workers as a subscriber).
-  std::map<std::string, std::unique_ptr<pg::Conn>> conns;
-  std::set<std::string> sources, targets;
-  for (const RangeMove& m : plan->plan.moves) {
-    sources.insert(m.from);
-    targets.insert(m.to);
-  }
-  const std::map<std::string, ReplicationNeed> needs =
-      ReplicationNeeds(plan->plan.moves, waves, kSyncWorkersPerSubscription);
-  for (const auto& [name, need] : needs) {
-    const int i = result.NodeIndex(name);
-    auto c = ConnectAdmin(result.nodes()[static_cast<std::size_t>(i)]);
-    if (!c.ok()) {
-      problems.emplace_back(Msg(c.status()));
-      continue;
-    }
-    if (auto s = SetTimeouts(**c, options); !s.ok()) {
-      problems.emplace_back(Msg(s));
-      continue;
-    }
-    CheckNode(**c, need, problems);
-    conns[name] = std::move(*c);
-  }
-  // Each subscriber's server must reach its publisher with the map's connection string, in
-  // both directions (forward: the target subscribes to the source; reverse, after the switch:
-  // the source to the target). Probed now rather than found out in the write window.
-  std::set<std::pair<std::string, std::string>> pairs;
-  for (const RangeMove& m : plan->plan.moves) pairs.insert({m.from, m.to});
-  // The tool's connection strings (admin_dsn when given): a subscription must reach the server
-  // itself. A node whose AdminDsn is refused was named above already (ConnectAdmin).
-  auto dsn_of = [&](const std::string& node) -> std::string {
-    const NodeConfig& n = result.nodes()[static_cast<std::size_t>(result.NodeIndex(node))];
-    return AdminDsn(n).value_or(n.dsn);
-  };
-  for (const auto& [from, to] : pairs) {
-    for (const auto& [subscriber, publisher] : {std::pair(to, from), std::pair(from, to)}) {
-      if (!conns.count(subscriber)) continue;
-      if (auto s = ProbeReplicationConnection(*conns[subscriber], publisher, dsn_of(publisher));
-          !s.ok()) {
-        problems.emplace_back(Msg(s));
-      }
-    }
-  }
-  // Tables: on every source as a publisher; on every target present and compatible (and
-  // publishable, for reverse replication), or to be created.
-  std::vector<std::pair<std::string, const TableConfig*>> to_create;  // (target, table)
-  std::map<std::string, TableInfo> source_info;                       // by table, from some source
-  std::map<std::string, std::string> source_of_info;                  // by table: that source
-  for (const TableConfig& t : result.tables()) {
-    if (t.reference) continue;
-    for (const auto& s : sources) {
-      if (!conns.count(s)) continue;
-      auto info = DescribeTable(*conns[s], t.name);
-      if (!info.ok()) {
-        problems.emplace_back(Msg(ExplainTimeout(
-            Annotate(info.status(), fmt::format("node {}: reading table {}", s, t.name)),
-            options)));
-        continue;
-      }
-      CheckShardable(*info, t, result.key_type(), s, problems);
-      CheckPublishable(*info, t, s, problems);
-      WarnPerNodeSequences(*info, t, s, log);
-      if (!source_info.count(t.name)) {
-        source_info[t.name] = *info;
-        source_of_info[t.name] = s;
-      }
-    }
-    for (const auto& tg : targets) {
-      if (!conns.count(tg) || !source_info.count(t.name)) continue;
-      auto info = DescribeTable(*conns[tg], t.name);
-      if (!info.ok()) {
-        if (info.status().code() == absl::StatusCode::kNotFound) {
-          // Created like the source's, or refused now when that cannot be done faithfully.
-          CheckClonable(source_info[t.name], t, result.key_type(), source_of_info[t.name],
-                        problems);
-          if (auto s = CheckRolesOnTarget(*conns[tg], source_info[t.name],
-                                          source_of_info[t.name], problems);
-              !s.ok()) {
-            problems.emplace_back(Msg(s));
-          }
-          to_create.push_back({tg, &t});
-          continue;
-        }
-        problems.emplace_back(Msg(ExplainTimeout(
-            Annotate(info.status(), fmt::format("node {}: reading table {}", tg, t.name)),
-            options)));
-        continue;
-      }
-      if (auto s = CheckCompatible(source_info[t.name], *info, source_of_info[t.name], tg);
-          !s.ok()) {
-        problems.emplace_back(Msg(s));
-      }
-      CheckShardable(*info, t, result.key_type(), tg, problems);
-      CheckPublishable(*info, t, tg, problems);
-    }
-  }
-  // Reference tables (a full copy on every node): on every target present and compatible with
-  // a source's, or created like it with its rows (joins and fan-outs over them work there).
-  std::vector<std::pair<std::string, const TableConfig*>> references_to_create;
-  for (const TableConfig& t : result.tables()) {
-    if (!t.reference) continue;
-    for (const auto& s : sources) {
-      if (!conns.count(s) || source_info.count(t.name)) continue;
-      auto info = DescribeTable(*conns[s], t.name);
-      if (info.ok()) {
-        source_info[t.name] = *info;
-        source_of_info[t.name] = s;
-      } else if (info.status().code() != absl::StatusCode::kNotFound) {
-        problems.emplace_back(Msg(ExplainTimeout(
-            Annotate(info.status(), fmt::format("node {}: reading table {}", s, t.name)),
-            options)));
-      }
-    }
-    if (!source_info.count(t.name)) {
-      log(fmt::format("warning: reference table {} exists on none of the sources ({}); it is "
-                      "neither checked nor created on the targets",
-                      t.name, fmt::join(sources, ", ")));
-      continue;
-    }
-    const TableInfo& src = source_info[t.name];
-    for (const auto& tg : targets) {
-      if (!conns.count(tg)) continue;
-      auto info = DescribeTable(*conns[tg], t.name);
-      if (info.ok()) {
-        if (auto s = CheckCompatible(src, *info, source_of_info[t.name], tg); !s.ok()) {
-          problems.push_back(fmt::format("reference {}", Msg(s)));
-        }
-        continue;
-      }
-      if (info.status().code() != absl::StatusCode::kNotFound) {
-        problems.emplace_back(Msg(ExplainTimeout(
-            Annotate(info.status(), fmt::format("node {}: reading table {}", tg, t.name)),
-            options)));
-        continue;
-      }
-      CheckReferenceClonable(src, source_of_info[t.name], problems);
-      if (auto s = CheckRolesOnTarget(*conns[tg], src, source_of_info[t.name], problems);
-          !s.ok()) {
-        problems.emplace_back(Msg(s));
-      }
-      references_to_create.push_back({tg, &t});
-    }
-  }
-  if (!problems.empty()) {
+  StartPlan sp{.options = options, .plan = *plan, .result = *plan->result_map, .log = log};
+  sp.waves = SplitIntoWaves(plan->plan.moves, start.wave_percents);
+  // Every check runs and every problem is listed before anything is touched.
+  if (auto s = CheckCatalog(cat, **catalog, sp); !s.ok()) return s;
+  ConnectAndCheckNodes(sp);
+  ProbeReplicationPaths(sp);
+  CheckShardedTables(sp);
+  CheckReferenceTables(sp);
+  if (!sp.problems.empty()) {
     std::string text;
-    for (const auto& p : problems) text += "\n  " + p;
+    for (const auto& p : sp.problems) text += "\n  " + p;
     return absl::FailedPreconditionError(fmt::format(
         "rollout of plan {} cannot start; nothing was changed:{}", start.plan_path, text));
   }
-
-  // Everything holds: create what is missing, install the fence objects, record the migration.
-  // A reference table is created with the source's rows in the same transaction.
-  for (const bool reference : {false, true}) {
-    for (const auto& [target, table] : reference ? references_to_create : to_create) {
-      const std::string& src = source_of_info[table->name];
-      if (auto s = CloneTable(*conns[src], *conns[target], source_info[table->name], *table,
-                              /*with_rows=*/reference);
-          !s.ok()) {
-        if (s.code() == absl::StatusCode::kAlreadyExists) {
-          return absl::FailedPreconditionError(fmt::format(
-              "node {}: table {} appeared while `rollout start` ran (someone created it); "
-              "nothing was recorded: run start again so that it checks the table",
-              target, table->name));
-        }
-        return s;
-      }
-      log(fmt::format("created {}table {} on node {} like node {}'s{}",
-                      reference ? "reference " : "", table->name, target, src,
-                      reference ? ", with its rows" : ""));
-    }
-  }
-  for (auto& [name, conn] : conns) {
-    if (auto s = InstallNodeObjects(*conn, result); !s.ok()) return s;
-  }
-
-  std::int64_t total_bytes = 0;
-  for (const RangeMove& m : plan->plan.moves) total_bytes += std::max<std::int64_t>(m.bytes, 0);
-  std::vector<RangeRecord> ranges;
-  std::vector<double> shares;
-  std::int64_t done_bytes = 0;
-  std::size_t done_moves = 0;
-  for (std::size_t w = 0; w < waves.size(); ++w) {
-    for (std::size_t i : waves[w]) {
-      const RangeMove& m = plan->plan.moves[i];
-      ranges.push_back(
-          RangeRecord{static_cast<int>(w + 1), m.lo, m.hi, m.from, m.to, m.rows, m.bytes});
-      done_bytes += std::max<std::int64_t>(m.bytes, 0);
-      ++done_moves;
-    }
-    shares.push_back(total_bytes > 0 ? 100.0 * static_cast<double>(done_bytes) /
-                                           static_cast<double>(total_bytes)
-                                     : 100.0 * static_cast<double>(done_moves) /
-                                           static_cast<double>(plan->plan.moves.size()));
-  }
-  std::ifstream in(start.plan_path);
-  std::stringstream text;
-  text << in.rdbuf();
-  auto id = CreateMigration(cat, text.str(), plan->plan.source_map_version, start.wave_percents,
-                            start.soak_seconds, CurrentOsUser(), shares, ranges);
+  if (auto s = CreateTablesAndFences(sp); !s.ok()) return s;
+  auto id = RecordMigration(cat, start, sp);
   if (!id.ok()) return id.status();
   log(fmt::format("migration {}: {} move(s) in {} wave(s)", *id, plan->plan.moves.size(),
-                  waves.size()));
+                  sp.waves.size()));
   if (auto s = AdvanceRollout(options, *id, start.auto_advance); !s.ok()) {
     return Annotate(
         s, fmt::format("migration {0} was recorded, and a step of it failed (once fixed, `shardline "

@@ -10,6 +10,34 @@
 
 namespace shardline::migrate {
 
+ReverseHealth CheckReverse(RolloutContext& ctx) {
+  ReverseHealth out;
+  for (const WaveRecord& w : ctx.state().waves) {
+    if (w.step < WaveStep::kWritesSwitched) continue;
+    for (const Pair& p : ctx.Pairs(w.wave)) {
+      const std::string rev = ctx.Name(w.wave, p, true);
+      auto c = ctx.Node(p.source);
+      if (!c.ok()) {
+        out.blocking.push_back(fmt::format("wave {}: node {} (subscriber of {}) is unreachable: {}",
+                                           w.wave, p.source, rev, std::string(c.status().message())));
+        continue;
+      }
+      auto h = SubscriptionHealthOf(**c, rev);
+      if (!h.ok()) {
+        out.blocking.push_back(fmt::format("wave {}: {}", w.wave, std::string(h.status().message())));
+        continue;
+      }
+      const std::string problem = SubscriptionProblem(*h, p.source, p.target, rev);
+      if (problem.empty()) continue;
+      const bool blocks = !h->exists || !h->enabled || !h->worker_running;
+      (blocks ? out.blocking : out.warnings)
+          .push_back(fmt::format("wave {}: reverse replication {} -> {}: {}", w.wave, p.target,
+                                 p.source, problem));
+    }
+  }
+  return out;
+}
+
 std::vector<WaveLive> LiveFigures(RolloutContext& ctx) {
   std::vector<WaveLive> out(ctx.state().waves.size());
   if (ctx.state().migration.state != kMigrationRunning &&
@@ -53,6 +81,13 @@ absl::StatusOr<RolloutStatus> DescribeRollout(const RolloutOptions& options, std
   auto e = RolloutContext::Open(options, id, /*lock=*/false);
   if (e.ok()) {
     out.live = LiveFigures(**e);
+    if (st->migration.state == kMigrationRunning ||
+        st->migration.state == kMigrationRollingBack) {
+      ReverseHealth h = CheckReverse(**e);
+      out.reverse_problems = std::move(h.blocking);
+      out.reverse_problems.insert(out.reverse_problems.end(), h.warnings.begin(),
+                                  h.warnings.end());
+    }
   } else {
     out.live.assign(st->waves.size(), WaveLive{});
   }
@@ -77,6 +112,14 @@ std::string NextAction(const MigrationState& st) {
         id);
   }
   if (st.migration.state == kMigrationRollingBack) {
+    if (!st.migration.last_error.empty()) {
+      // A rollback that stopped because reverse replication could not deliver: the targets
+      // took the writes back; the same command finishes once the cause is fixed.
+      return fmt::format(
+          "fix what stopped the last attempt (see last error), then `rollback --migration {}` "
+          "finishes the rollback it began",
+          id);
+    }
     return fmt::format("`rollback --migration {}` finishes the rollback it began", id);
   }
   if (st.migration.state == kMigrationAborting) {

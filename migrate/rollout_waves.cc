@@ -151,6 +151,28 @@ bool SameMapContent(const ShardMapConfig& a, const ShardMapConfig& b) {
   return x == y;
 }
 
+ShardMapConfig WithoutNodes(const ShardMapConfig& map, const std::vector<std::string>& drop) {
+  ShardMapConfig out = map;
+  auto serves = [&](const std::string& node) {
+    for (const RangeConfig& r : map.ranges) {
+      if (r.node == node || r.read_node == node) return true;
+    }
+    return false;
+  };
+  std::erase_if(out.nodes, [&](const NodeConfig& n) {
+    return std::find(drop.begin(), drop.end(), n.name) != drop.end() && !serves(n.name);
+  });
+  return out;
+}
+
+std::vector<std::string> NodesWithRole(const RebalancePlan& plan, NodeRole role) {
+  std::vector<std::string> out;
+  for (const NodeBalance& n : plan.nodes) {
+    if (n.role == role) out.push_back(n.name);
+  }
+  return out;
+}
+
 std::string ReplicationPrefix(std::int64_t migration_id, std::string_view tag) {
   return fmt::format("shardline_m{}_{}_", migration_id, tag);
 }

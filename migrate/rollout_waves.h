@@ -58,6 +58,15 @@ ShardMapConfig MapAtStage(const ShardMapConfig& result, const std::vector<RangeM
 // uses it to see that a map it meant to publish is already current.
 bool SameMapContent(const ShardMapConfig& a, const ShardMapConfig& b);
 
+// `map` without the nodes named in `drop` that own no range of it and serve no range's reads
+// (a node that still does is kept: dropping it would make the map invalid). The map a cleanup
+// publishes last leaves out the plan's drained nodes, and the one a rollback or abort
+// publishes leaves out the plan's added nodes, so routers stop connecting to them.
+ShardMapConfig WithoutNodes(const ShardMapConfig& map, const std::vector<std::string>& drop);
+
+// The names of the plan's nodes with role `role` (added, removed), in the plan's order.
+std::vector<std::string> NodesWithRole(const RebalancePlan& plan, NodeRole role);
+
 // Names of the replication objects of a migration, wave `wave` (1-based), between nodes with
 // indexes `source` and `target` in the plan's resulting map. Forward objects carry rows source
 // -> target (publication on the source, subscription and its slot named alike); reverse

@@ -254,15 +254,27 @@ std::vector<NodeResult> RouterImpl::FanOutOnce(const RoutingTable& t, std::strin
                                                ParamList params, bool expand,
                                                std::chrono::steady_clock::time_point deadline) {
   const ShardMap& map = *t.map;
-  const std::size_t n = t.nodes.size();
   const std::int64_t version = map.version();
+  // The nodes the call goes to: all of them, except that a sharded fan-out (one with
+  // `$owned(...)`) skips a node owning no range of the call's map: its expansion would be
+  // `false`, so it could return nothing, and a drained node whose server is already shut down
+  // must not fail the call. Completeness holds: a node that owns ranges under a newer map got
+  // them from nodes this call does reach, whose map check refuses the stale call. A fan-out
+  // without `$owned` reaches every node of the map (a reference table is on every node, a node
+  // being added included).
+  std::vector<std::size_t> nodes;
+  for (std::size_t i = 0; i < t.nodes.size(); ++i) {
+    if (!expand || !map.OwnedRanges(static_cast<int>(i)).empty()) nodes.push_back(i);
+  }
+  const std::size_t n = nodes.size();
   std::vector<NodeResult> results(n);
-  auto run = [&](std::size_t i) {
+  auto run = [&](std::size_t j) {
+    const std::size_t i = nodes[j];
     const NodeRoute& route = t.nodes[i];
-    results[i].node = route.name;
+    results[j].node = route.name;
     const auto start = std::chrono::steady_clock::now();
     if (start >= deadline) {
-      results[i].result = NotStartedInTime(route);
+      results[j].result = NotStartedInTime(route);
       return;
     }
     // `$owned` with the map version check, unless the node was found lacking the function
@@ -279,39 +291,40 @@ std::vector<NodeResult> RouterImpl::FanOutOnce(const RoutingTable& t, std::strin
                                now_ticks;
     absl::StatusOr<Lease> lease = AcquireFrom(route.pool, route.metrics, deadline, version);
     if (lease.ok()) {
-      results[i].result = ExecPrepared(*lease, text_for(check), params);
-      if (check && !results[i].result.ok() && LacksNodeObjects(results[i].result.status())) {
+      results[j].result = ExecPrepared(*lease, text_for(check), params);
+      if (check && !results[j].result.ok() && LacksNodeObjects(results[j].result.status())) {
         route.facts->no_node_objects_until.store(
             (std::chrono::steady_clock::now() + kNodeObjectsRecheck).time_since_epoch().count(),
             std::memory_order_relaxed);
-        results[i].result = ExecPrepared(*lease, text_for(false), params);
+        results[j].result = ExecPrepared(*lease, text_for(false), params);
       }
     } else {
-      results[i].result = lease.status();
+      results[j].result = lease.status();
     }
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    const absl::Status& status = results[i].result.status();
+    const absl::Status& status = results[j].result.status();
     route.metrics.RecordQuery(QueryKind::kFanout, OutcomeOf(status), status, seconds);
   };
+  if (n == 0) return results;  // a valid map has an owner for every range: not reached
 
   // Parts 1..n-1 run on the workers, at most fanout_per_node_ at once per node (so one hung
   // node cannot take them all); part 0 on this thread. A part still queued at the deadline is
   // abandoned (DeadlineExceeded) rather than waited for: the shared state outlives this call
   // for a worker that reaches such a part later, which then touches nothing else.
   auto parts = std::make_shared<FanOutParts>(n);
-  for (std::size_t i = 1; i < n; ++i) {
-    workers_->Submit(t.nodes[i].pool.get(), fanout_per_node_, [parts, &run, i] {
-      if (parts->Start(i)) {
-        run(i);
-        parts->Finish(i);
+  for (std::size_t j = 1; j < n; ++j) {
+    workers_->Submit(t.nodes[nodes[j]].pool.get(), fanout_per_node_, [parts, &run, j] {
+      if (parts->Start(j)) {
+        run(j);
+        parts->Finish(j);
       }
     });
   }
   run(0);
-  for (std::size_t i : parts->AwaitOrAbandon(deadline)) {
-    results[i].node = t.nodes[i].name;
-    results[i].result = NotStartedInTime(t.nodes[i]);
+  for (std::size_t j : parts->AwaitOrAbandon(deadline)) {
+    results[j].node = t.nodes[nodes[j]].name;
+    results[j].result = NotStartedInTime(t.nodes[nodes[j]]);
   }
   return results;
 }

@@ -133,6 +133,12 @@ class Router {
   // exactly for rows whose key column `col` hashes into a range the node owns under the map the
   // call started with, so rows a node still holds but no longer owns (mid-move) are never
   // counted twice. Parameters are shared by all nodes.
+  // Which nodes a call reaches: a fan-out whose `sql` contains `$owned(` (a sharded fan-out) goes
+  // only to the nodes that own at least one range of the call's map, since on the others the
+  // expansion is `false`; so a node drained by a move (owning nothing, its server perhaps already
+  // shut down) costs nothing, and the results list only the nodes the call went to. A fan-out
+  // without `$owned` goes to every node of the map, owning or not: reference tables are on every
+  // node, a node being added included, and a write to them must reach it.
   absl::StatusOr<std::vector<NodeResult>> FanOut(std::string_view sql,
                                                  std::initializer_list<Param> params = {},
                                                  FanOutOptions options = {});

@@ -10,6 +10,7 @@
 
 #include "absl/strings/cord.h"
 #include "catalog.h"
+#include "publish_guard.h"
 #include "shardline/dsn.h"
 
 namespace shardline::migrate {
@@ -179,6 +180,16 @@ std::string FormatTable(const std::vector<std::vector<std::string>>& rows,
     out += '\n';
   }
   return out;
+}
+
+absl::Status GuardHandPublish(Catalog& catalog, const ShardMap& candidate, bool force) {
+  absl::StatusOr<ParsedShardMap> current = catalog.LoadCurrent();
+  if (!current.ok() && !absl::IsNotFound(current.status())) return current.status();
+  absl::StatusOr<std::vector<std::string>> warnings = CheckHandPublish(
+      catalog, current.ok() ? current->map.get() : nullptr, candidate, force);
+  if (!warnings.ok()) return warnings.status();
+  PrintWarnings(*warnings);
+  return absl::OkStatus();
 }
 
 }  // namespace shardline::migrate

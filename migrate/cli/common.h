@@ -42,6 +42,12 @@ void PrintError(const absl::Status& status);
 // Prints each warning as "shardline: warning: <warning>" to stderr.
 void PrintWarnings(const std::vector<std::string>& warnings);
 
+class Catalog;
+// Before `map publish` / `map revert` put `candidate` in place: CheckHandPublish against the
+// catalog's current map (publish_guard.h), its warnings printed (with `force`). Its
+// FailedPrecondition otherwise; nothing is published then.
+absl::Status GuardHandPublish(Catalog& catalog, const ShardMap& candidate, bool force);
+
 // The catalog DSN: `flag` when given, else `env_value` ($SHARDLINE_CATALOG, may be null) when
 // non-empty, else a UsageError naming both.
 absl::StatusOr<std::string> ResolveCatalog(const std::string& flag, const char* env_value);

@@ -19,11 +19,16 @@ CLI::App* SetupMapPublish(CLI::App& map, MapPublishOptions& options) {
                   fmt::format("Control database (default: ${})", kCatalogEnv));
   cmd->add_option("FILE", options.file, "Shard map file (TOML) to publish")->required();
   cmd->add_option("--comment", options.comment, "Why: kept in the audit trail (map history)");
+  cmd->add_flag("--force", options.force,
+                "Publish even while a migration is active or onto ranges a node fences (says "
+                "what it breaks)");
   cmd->footer(
       "The map must validate and its version must be exactly the catalog's current version\n"
       "+ 1 (the first publish may have any positive version). Publishing is one transaction:\n"
       "of two concurrent publishers exactly one wins, the other is told the version it lost\n"
       "to. Routers following the catalog are notified (NOTIFY shardline_map) and swap maps.\n"
+      "Refused while a rollout migration is active (its own steps publish), and when the map\n"
+      "routes a range to a node that fences it (a cleanup emptied it there), unless --force.\n"
       "\n"
       "Examples:\n"
       "  shardline map publish --catalog 'host=10.0.0.9 dbname=control' maps/v4.toml \\\n"
@@ -44,6 +49,7 @@ absl::Status RunMapPublish(const MapPublishOptions& options) {
   // For the summary only: the publish itself re-checks the version under a lock.
   absl::StatusOr<ParsedShardMap> previous = (*catalog)->LoadCurrent();
   const ShardMap& map = *parsed->map;
+  if (absl::Status s = GuardHandPublish(**catalog, map, options.force); !s.ok()) return s;
   if (absl::Status s =
           (*catalog)->Publish(map.config(), options.comment, Actor{CurrentOsUser()});
       !s.ok()) {

@@ -18,10 +18,15 @@ CLI::App* SetupMapRevert(CLI::App& map, MapRevertOptions& options) {
   cmd->add_option("--to", options.to, "The earlier version whose content to publish again")
       ->required();
   cmd->add_option("--comment", options.comment, "Why: kept in the audit trail (map history)");
+  cmd->add_flag("--force", options.force,
+                "Publish even while a migration is active or onto ranges a node fences (says "
+                "what it breaks)");
   cmd->footer(
       "The new version is the current version + 1; routers move to it like to any publish.\n"
       "Reverting a map is not a data rollback: rows already moved between nodes stay where\n"
-      "they are (use the rollout's rollback for that).\n"
+      "they are (use the rollout's rollback for that). Refused while a rollout migration is\n"
+      "active, and when version --to routes a range to a node that fences it (a cleanup\n"
+      "emptied it there), unless --force.\n"
       "\n"
       "Example:\n"
       "  shardline map revert --catalog 'host=10.0.0.9 dbname=control' --to 3 \\\n"
@@ -34,6 +39,11 @@ absl::Status RunMapRevert(const MapRevertOptions& options) {
   if (!dsn.ok()) return dsn.status();
   absl::StatusOr<std::unique_ptr<Catalog>> catalog = Catalog::Create(*dsn);
   if (!catalog.ok()) return catalog.status();
+  absl::StatusOr<ParsedShardMap> target = (*catalog)->Load(options.to);
+  if (!target.ok()) return target.status();
+  if (absl::Status s = GuardHandPublish(**catalog, *target->map, options.force); !s.ok()) {
+    return s;
+  }
   absl::StatusOr<std::int64_t> version =
       (*catalog)->Revert(options.to, options.comment, Actor{CurrentOsUser()});
   if (!version.ok()) return version.status();

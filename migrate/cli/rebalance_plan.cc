@@ -56,6 +56,9 @@ CLI::App* SetupRebalancePlan(CLI::App& rebalance, RebalancePlanOptions& options)
   cmd->add_option("--remove-node", options.remove_nodes, "Node to drain, by name (repeatable)")
       ->allow_extra_args(false)
       ->take_all();
+  cmd->add_flag("--use-empty-nodes", options.use_empty_nodes,
+                "Give ranges to current nodes that own none (default: such a node is planned as "
+                "removed and leaves the map at the rollout's cleanup)");
   cmd->add_option("--by", options.by,
                   "Balance by estimated size (needs the stats pass) or by number of ranges")
       ->check(CLI::IsMember({"size", "ranges"}))
@@ -88,6 +91,7 @@ absl::Status RunRebalancePlan(const RebalancePlanOptions& options) {
   request.mode = *mode;
   request.tolerance_percent = options.tolerance_percent;
   request.remove_nodes = options.remove_nodes;
+  request.use_empty_nodes = options.use_empty_nodes;
   for (const std::string& arg : options.add_nodes) {
     absl::StatusOr<NodeConfig> node = ParseAddNode(arg);
     if (!node.ok()) return node.status();

@@ -19,6 +19,7 @@ struct RebalancePlanOptions {
   std::string catalog_dsn;                // --catalog DSN: the current map from the catalog
   std::vector<std::string> add_nodes;     // --add-node NAME=DSN, repeatable
   std::vector<std::string> remove_nodes;  // --remove-node NAME, repeatable
+  bool use_empty_nodes = false;           // --use-empty-nodes: give ranges to nodes owning none
   std::string by = "size";                // --by size|ranges (size needs the stats pass)
   double tolerance_percent = kDefaultTolerancePercent;  // --tolerance PCT
   std::string output;                     // -o PLAN: the plan file to write (0600)

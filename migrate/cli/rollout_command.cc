@@ -72,6 +72,7 @@ Json StatusJson(const RolloutStatus& s) {
   j["soak_seconds"] = m.soak_seconds;
   j["last_error"] = m.last_error;
   j["next"] = s.next;
+  j["reverse_problems"] = s.reverse_problems;
   Json waves = Json::array();
   for (std::size_t i = 0; i < s.state.waves.size(); ++i) {
     const WaveRecord& w = s.state.waves[i];
@@ -150,6 +151,7 @@ void PrintStatus(const RolloutStatus& s) {
       fmt::print("    verify: {}\n", w.verify_summary);
     }
   }
+  for (const std::string& p : s.reverse_problems) fmt::print("  reverse replication: {}\n", p);
   fmt::print("  next: {}\n", s.next);
 }
 

@@ -117,6 +117,8 @@ TEST_F(StaleWriterTest, ServiceOnAnOldMapFileIsRefusedForEveryShapeOfWriteAfterC
   const std::int64_t moved = KeyMovedFrom("n1");
   const std::int64_t stays = KeyStayingOn("n1");
   ASSERT_NO_FATAL_FAILURE(RunUntil(1, "cleaned"));
+  std::printf("write window without long readers: %.1f ms\n",
+              Status()[0]["waves"][0]["write_window_ms"].get<double>());
 
   RouterOptions o;
   o.map_file = old_map;

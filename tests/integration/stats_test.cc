@@ -178,7 +178,8 @@ TEST_F(StatsTest, RebalancePlanReadsTheMapFromTheCatalog) {
   r = Run({"map", "publish", "--catalog", db_.control_dsn(), map, "--comment", "test"});
   ASSERT_EQ(r.exit_code, 0) << Describe(r);
   Sql(0, R"(INSERT INTO "Big ""Events"" T" SELECT u, 1, 'x' FROM generate_series(1, 400) u)");
-  r = Run({"rebalance", "plan", "--catalog", db_.control_dsn(), "--by", "size", "--dry-run"});
+  r = Run({"rebalance", "plan", "--catalog", db_.control_dsn(), "--by", "size",
+           "--use-empty-nodes", "--dry-run"});
   ASSERT_EQ(r.exit_code, 0) << Describe(r);
   EXPECT_THAT(r.out, AllOf(HasSubstr("map version 1 -> 2"), HasSubstr("balanced by size")));
   r = Run({"stats", "--catalog", db_.control_dsn()});

@@ -128,6 +128,28 @@ TEST(MapAtStage, OwnersFollowTheStepOfEachMovesWave) {
   EXPECT_FALSE(SameMapContent(base, m));
 }
 
+TEST(WithoutNodes, DropsOnlyNamedNodesThatOwnAndServeNothing) {
+  ShardMapConfig m = Result();  // a owns nothing; b owns 0..99; c the rest
+  ShardMapConfig out = WithoutNodes(m, {"a", "b"});
+  ASSERT_EQ(out.nodes.size(), 2u);  // b still owns a range: kept
+  EXPECT_EQ(out.nodes[0].name, "b");
+  EXPECT_EQ(out.nodes[1].name, "c");
+  EXPECT_TRUE(ValidateShardMapConfig(out).ok());
+  m.ranges[1].read_node = "a";  // a serves reads of 0..99: kept too
+  m.ranges[1].state = RangeState::kReadsSwitched;
+  EXPECT_EQ(WithoutNodes(m, {"a"}).nodes.size(), 3u);
+  EXPECT_EQ(WithoutNodes(Result(), {}).nodes.size(), 3u);
+}
+
+TEST(NextAction, AFailedRollbackSaysToFixItsCauseAndRunItAgain) {
+  MigrationState st;
+  st.migration.id = 4;
+  st.migration.state = std::string(kMigrationRollingBack);
+  st.migration.last_error = "rollback: ... subscription x is disabled";
+  EXPECT_THAT(NextAction(st), HasSubstr("fix what stopped the last attempt"));
+  EXPECT_THAT(NextAction(st), HasSubstr("`rollback --migration 4` finishes the rollback"));
+}
+
 TEST(ReplicationName, IsAValidSlotNameUniquePerWaveDirectionAndPair) {
   const std::string prefix = ReplicationPrefix(12, "1f3a9c0b");
   EXPECT_EQ(prefix, "shardline_m12_1f3a9c0b_");
