@@ -1,5 +1,6 @@
 // The backfill engine: see backfill.h.
 #include "backfill.h"
+#include "admin_conn.h"
 #include "status_text.h"
 #include "txn.h"
 
@@ -341,7 +342,7 @@ absl::StatusOr<TableBackfillResult> CopyTable(pg::Conn& target, const NodeConfig
   res.rows_total = state.rows;
 
   // The reader: its own connection, its own thread.
-  auto source = pg::Conn::Connect(from.dsn, from.name);
+  auto source = ConnectAdmin(from);
   if (!source.ok()) return Annotate(source.status(), where);
   auto source_oids = KeyTypes(**source, t, t.source.quoted);
   if (!source_oids.ok()) return Annotate(source_oids.status(), where);
@@ -578,9 +579,9 @@ absl::StatusOr<BackfillSummary> RunBackfill(const ShardMap& map,
     }
     PairState p;
     p.pair = &pair;
-    auto s = pg::Conn::Connect(pair.from.dsn, pair.from.name);
+    auto s = ConnectAdmin(pair.from);
     if (!s.ok()) return s.status();
-    auto t = pg::Conn::Connect(pair.to.dsn, pair.to.name);
+    auto t = ConnectAdmin(pair.to);
     if (!t.ok()) return t.status();
     p.source = *std::move(s);
     p.target = *std::move(t);

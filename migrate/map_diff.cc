@@ -19,6 +19,8 @@ void Append(std::vector<HashStretchChange>& out, std::int64_t lo, std::int64_t h
 std::vector<std::string> NodeFieldChanges(const NodeConfig& a, const NodeConfig& b) {
   std::vector<std::string> what;
   if (a.dsn != b.dsn) what.push_back("dsn");
+  if (a.admin_dsn != b.admin_dsn) what.push_back("admin_dsn");
+  if (a.pooler != b.pooler) what.push_back("pooler");
   if (a.pool_min != b.pool_min) what.push_back("pool_min");
   if (a.pool_max != b.pool_max) what.push_back("pool_max");
   if (a.replicas != b.replicas) what.push_back("replicas");

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "admin_conn.h"
 #include "rollout_context.h"
 #include "rollout_node.h"
 #include "rollout_store.h"
@@ -69,7 +70,7 @@ absl::StatusOr<std::vector<std::string>> CheckHandPublish(Catalog& catalog, cons
     const NodeConfig& node = candidate.nodes()[i];
     const HashRangeList ranges = NewlyRouted(current, candidate, static_cast<int>(i));
     if (ranges.empty()) continue;
-    auto conn = pg::Conn::Connect(node.dsn, node.name);
+    auto conn = ConnectAdmin(node);
     if (!conn.ok()) {
       warnings.push_back(fmt::format("could not check node {} for fences (it gets {}): {}",
                                      node.name, RangesText(ranges), std::string(conn.status().message())));

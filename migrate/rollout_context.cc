@@ -1,6 +1,6 @@
 // The context of a rollout's phases: see rollout_context.h.
 #include "rollout_context.h"
-
+#include "admin_conn.h"
 #include "replica_wait.h"
 #include "status_text.h"
 
@@ -276,7 +276,7 @@ absl::StatusOr<std::unique_ptr<pg::Conn>> RolloutContext::Connect(const std::str
     return absl::FailedPreconditionError(
         fmt::format("migration {}: node {} is not in the plan's map", id_, node));
   }
-  auto c = pg::Conn::Connect(Result()->nodes()[static_cast<std::size_t>(i)].dsn, node);
+  auto c = ConnectAdmin(Result()->nodes()[static_cast<std::size_t>(i)]);
   if (!c.ok()) return c.status();
   // Our commits (marks, fences) flush the WAL at once: the walsender sends only flushed
   // WAL, and a WAL writer round (200 ms by default) would otherwise lengthen the windows.
@@ -288,8 +288,10 @@ absl::StatusOr<std::unique_ptr<pg::Conn>> RolloutContext::Connect(const std::str
   return c;
 }
 
-const std::string& RolloutContext::Dsn(const std::string& node) const {
-  return Result()->nodes()[static_cast<std::size_t>(Result()->NodeIndex(node))].dsn;
+std::string RolloutContext::Dsn(const std::string& node) const {
+  // Connect() refused a node without one first (every step connects before subscribing).
+  const NodeConfig& n = Result()->nodes()[static_cast<std::size_t>(Result()->NodeIndex(node))];
+  return AdminDsn(n).value_or(n.dsn);
 }
 
 std::vector<int> RolloutContext::AllWaves() const {

@@ -127,7 +127,9 @@ class RolloutContext {
       const std::vector<Pair>& pairs, bool by_target);
   // A new connection to `node` of its own (the gate's pause and snapshots).
   absl::StatusOr<std::unique_ptr<pg::Conn>> Connect(const std::string& node) const;
-  const std::string& Dsn(const std::string& node) const;
+  // The connection string the tool (and a subscription on another node) uses for `node`: its
+  // admin_dsn when the map gives one (AdminDsn), else its dsn.
+  std::string Dsn(const std::string& node) const;
 
   std::vector<int> AllWaves() const;
   // The source -> target pairs of wave `wave`, each with its ranges coalesced.

@@ -17,6 +17,7 @@
 #include "plan_toml.h"
 #include "rollout.h"
 #include "rollout_context.h"
+#include "admin_conn.h"
 #include "rollout_node.h"
 #include "rollout_store.h"
 #include "rollout_waves.h"
@@ -198,7 +199,7 @@ void ConnectAndCheckNodes(StartPlan& sp) {
       ReplicationNeeds(sp.plan.plan.moves, sp.waves, kSyncWorkersPerSubscription);
   for (const auto& [name, need] : needs) {
     const int i = sp.result.NodeIndex(name);
-    auto c = pg::Conn::Connect(sp.result.nodes()[static_cast<std::size_t>(i)].dsn, name);
+    auto c = ConnectAdmin(sp.result.nodes()[static_cast<std::size_t>(i)]);
     if (!c.ok()) {
       sp.problems.emplace_back(Msg(c.status()));
       continue;
@@ -218,8 +219,11 @@ void ConnectAndCheckNodes(StartPlan& sp) {
 void ProbeReplicationPaths(StartPlan& sp) {
   std::set<std::pair<std::string, std::string>> pairs;
   for (const RangeMove& m : sp.plan.plan.moves) pairs.insert({m.from, m.to});
-  auto dsn_of = [&](const std::string& node) -> const std::string& {
-    return sp.result.nodes()[static_cast<std::size_t>(sp.result.NodeIndex(node))].dsn;
+  // The tool's connection strings (admin_dsn when given): a subscription must reach the server
+  // itself. A node whose AdminDsn is refused was named above already (ConnectAdmin).
+  auto dsn_of = [&](const std::string& node) -> std::string {
+    const NodeConfig& n = sp.result.nodes()[static_cast<std::size_t>(sp.result.NodeIndex(node))];
+    return AdminDsn(n).value_or(n.dsn);
   };
   for (const auto& [from, to] : pairs) {
     for (const auto& [subscriber, publisher] : {std::pair(to, from), std::pair(from, to)}) {

@@ -1,6 +1,7 @@
 // The stats pass (see stats.h): one bucketed scan per table per node, nodes measured
 // concurrently, rows of ranges a node does not own kept apart as orphans.
 #include "stats.h"
+#include "admin_conn.h"
 
 #include <fmt/format.h>
 
@@ -95,7 +96,7 @@ absl::StatusOr<StatsDetail> CollectStatsDetail(const ShardMap& map,
   for (std::size_t ni = 0; ni < node_count; ++ni) {
     threads.emplace_back([&, ni] {
       const NodeConfig& node = map.nodes()[ni];
-      auto conn = pg::Conn::Connect(node.dsn, node.name);
+      auto conn = ConnectAdmin(node);
       if (!conn.ok()) {
         statuses[ni] = conn.status();
         return;

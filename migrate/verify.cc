@@ -5,6 +5,7 @@
 // target and copies by key from the source (a parameterised SELECT with binary results streamed
 // into a binary COPY on the target: values never pass through SQL text).
 #include "verify.h"
+#include "admin_conn.h"
 #include "status_text.h"
 
 #include <arpa/inet.h>
@@ -641,7 +642,7 @@ absl::StatusOr<std::vector<OrphanResult>> FindOrphans(const ShardMap& map,
   for (std::size_t ni = 0; ni < n; ++ni) {
     threads.emplace_back([&, ni] {
       const NodeConfig& node = map.nodes()[ni];
-      auto conn = pg::Conn::Connect(node.dsn, node.name);
+      auto conn = ConnectAdmin(node);
       if (!conn.ok()) {
         statuses[ni] = conn.status();
         return;

@@ -229,6 +229,8 @@ std::unique_ptr<PooledConnection> ConnPool::OnConnectedLocked(std::unique_ptr<pg
   s.last_connect_error = absl::OkStatus();
   auto pc = std::make_unique<PooledConnection>();
   pc->conn = std::move(conn);
+  pc->transaction_pooler = config_.transaction_pooler;
+  pc->local_statement_timeout = config_.local_statement_timeout;
   pc->created_at = now;
   pc->last_used = now;
   return pc;

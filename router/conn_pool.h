@@ -59,6 +59,12 @@ struct PooledConnection {
   // The shard map version last set as this session's shardline.map_version (0: none), so the
   // setting costs a round trip only when the router's map changes (statement.cc).
   std::int64_t map_version_sent = 0;
+  // The node sits behind a transaction-mode pooler (PoolConfig::transaction_pooler): nothing
+  // may outlive one transaction on this connection (statement.cc).
+  bool transaction_pooler = false;
+  // statement_timeout to set per transaction ("250ms"; empty: none): behind a transaction
+  // pooler a session setting would land on whichever client gets the server connection next.
+  std::string local_statement_timeout;
 };
 
 struct PoolConfig {
@@ -66,6 +72,10 @@ struct PoolConfig {
   int min_size = 1;
   int max_size = 16;
   PoolOptions options;
+  // The node sits behind a transaction-mode pooler: every connection is marked so (see
+  // PooledConnection::transaction_pooler), with `local_statement_timeout`.
+  bool transaction_pooler = false;
+  std::string local_statement_timeout;
   // Seed of the backoff and breaker jitter; 0 = random (RandomSeed()). Tests fix it.
   std::uint64_t jitter_seed = 0;
   // Receives breaker transitions (opened, closed again) at kWarning / kInfo; called outside

@@ -27,7 +27,8 @@ namespace shardline {
 namespace {
 
 constexpr std::string_view kTopFields[] = {"version", "key_type", "nodes", "ranges", "tables"};
-constexpr std::string_view kNodeFields[] = {"name", "dsn", "pool_min", "pool_max", "replicas"};
+constexpr std::string_view kNodeFields[] = {"name",     "dsn",      "admin_dsn", "pooler",
+                                            "pool_min", "pool_max", "replicas"};
 constexpr std::string_view kRangeFields[] = {"lo", "hi", "node", "read_node", "state"};
 constexpr std::string_view kTableFields[] = {"name", "key", "primary_key", "reference"};
 
@@ -98,6 +99,20 @@ class Reader {
     if (n == nullptr) return std::nullopt;
     if (const auto* v = n->as_string()) return v->get();
     TypeError(*n, fmt::format("{}{}", path, key), "a string");
+    return std::nullopt;
+  }
+
+  // A string field that `parse` turns into a value (ParsePooler, ParseRangeState); its error
+  // names the field and its line.
+  template <typename T>
+  std::optional<T> Parsed(const toml::table& t, std::string_view key, std::string_view path,
+                          absl::StatusOr<T> (*parse)(std::string_view)) {
+    std::optional<std::string> v = String(t, key, path);
+    if (!v) return std::nullopt;
+    absl::StatusOr<T> parsed = parse(*v);
+    if (parsed.ok()) return *parsed;
+    Error(LineOf(*t.get(key)),
+          fmt::format("{}{}: {}", path, key, std::string(parsed.status().message())));
     return std::nullopt;
   }
 
@@ -216,6 +231,8 @@ class Reader {
       } else if (!t.contains("dsn")) {
         Missing(t, path, "dsn", "a libpq connection string");
       }
+      if (auto v = String(t, "admin_dsn", prefix)) node.admin_dsn = *v;
+      if (auto v = Parsed(t, "pooler", prefix, &ParsePooler)) node.pooler = *v;
       if (auto v = Int(t, "pool_min", prefix)) node.pool_min = *v;
       if (auto v = Int(t, "pool_max", prefix)) node.pool_max = *v;
       if (auto v = Strings(t, "replicas", prefix)) node.replicas = std::move(*v);
@@ -246,15 +263,7 @@ class Reader {
         Missing(t, path, "node", "the name of the node that owns the range");
       }
       if (auto v = String(t, "read_node", prefix)) range.read_node = *v;
-      if (auto v = String(t, "state", prefix)) {
-        absl::StatusOr<RangeState> s = ParseRangeState(*v);
-        if (s.ok()) {
-          range.state = *s;
-        } else {
-          Error(LineOf(*t.get("state")),
-                fmt::format("{}state: {}", prefix, std::string(s.status().message())));
-        }
-      }
+      if (auto v = Parsed(t, "state", prefix, &ParseRangeState)) range.state = *v;
       config.ranges.push_back(std::move(range));
       loc.range_lines.push_back(LineOf(t));
     }
@@ -401,6 +410,10 @@ std::string ShardMapToToml(const ShardMapConfig& config, PasswordMode mode) {
     out += "\n[[nodes]]\n";
     out += fmt::format("name = {}\n", Quote(n.name));
     out += fmt::format("dsn = {}\n", Quote(mask ? MaskedDsn(n.dsn) : n.dsn));
+    if (!n.admin_dsn.empty()) {
+      out += fmt::format("admin_dsn = {}\n", Quote(mask ? MaskedDsn(n.admin_dsn) : n.admin_dsn));
+    }
+    if (n.pooler != Pooler::kUnset) out += fmt::format("pooler = {}\n", Quote(PoolerName(n.pooler)));
     out += fmt::format("pool_min = {}\n", n.pool_min);
     out += fmt::format("pool_max = {}\n", n.pool_max);
     if (!n.replicas.empty()) out += fmt::format("replicas = {}\n", QuoteList(n.replicas, mask));

@@ -83,15 +83,23 @@ absl::Status StatusFromConn(PGconn* conn, std::string_view node, std::string_vie
 }
 
 absl::StatusOr<std::unique_ptr<Conn>> Conn::Connect(std::string_view dsn, std::string_view node,
-                                                     std::chrono::milliseconds timeout) {
+                                                     std::chrono::milliseconds timeout,
+                                                     std::string_view application_name) {
   const std::string dsn_str(dsn);
+  const std::string app(application_name);
   // TCP keepalives and tcp_user_timeout so that a dead or black-holed peer is found in
   // seconds (idle: 5 s + 3 probes 2 s apart; with unacknowledged data: 10 s), not after the
   // kernel's ~15 minutes of retransmissions. Listed before the DSN: the DSN's own values win.
-  const char* keys[] = {"keepalives",          "keepalives_idle",  "keepalives_interval",
-                        "keepalives_count",    "tcp_user_timeout", "dbname",
-                        nullptr};
-  const char* vals[] = {"1", "5", "2", "3", "10000", dsn_str.c_str(), nullptr};
+  const char* keys[] = {"keepalives",       "keepalives_idle",  "keepalives_interval",
+                        "keepalives_count", "tcp_user_timeout", "application_name",
+                        "dbname",           nullptr};
+  const char* vals[] = {"1", "5", "2", "3", "10000", app.c_str(), dsn_str.c_str(), nullptr};
+  if (app.empty()) {
+    keys[5] = "dbname";
+    vals[5] = dsn_str.c_str();
+    keys[6] = nullptr;
+    vals[6] = nullptr;
+  }
   ConnPtr conn(PQconnectStartParams(keys, vals, /*expand_dbname=*/1));
   if (!conn) return absl::ResourceExhaustedError("libpq: out of memory");
   if (PQstatus(conn.get()) == CONNECTION_BAD) {

@@ -63,9 +63,12 @@ class Conn {
   // `timeout`). `node` names the node in every error. Unavailable with the node name and the
   // DSN without password on failure; DeadlineExceeded on timeout. Sets TCP keepalives (idle
   // 5 s, interval 2 s, count 3) and tcp_user_timeout 10 s unless the DSN sets them.
+  // A non-empty `application_name` goes into the startup packet (the DSN's own value wins):
+  // behind a transaction-mode pooler, which forwards it, it cannot be a session SET.
   static absl::StatusOr<std::unique_ptr<Conn>> Connect(
       std::string_view dsn, std::string_view node,
-      std::chrono::milliseconds timeout = std::chrono::seconds(10));
+      std::chrono::milliseconds timeout = std::chrono::seconds(10),
+      std::string_view application_name = {});
 
   Conn(ConnPtr conn, std::string node) : conn_(std::move(conn)), node_(std::move(node)) {}
   Conn(const Conn&) = delete;

@@ -233,8 +233,14 @@ void RouterImpl::Wake() {
   [[maybe_unused]] ssize_t n = ::write(wake_fd_, &one, sizeof(one));
 }
 
+bool RouterImpl::TransactionPooler(const NodeConfig& node) const {
+  const Pooler p = node.pooler != Pooler::kUnset ? node.pooler : options_.default_pooler;
+  return p == Pooler::kTransaction;
+}
+
 std::shared_ptr<ConnPool> RouterImpl::MakePool(const std::string& node, const std::string& dsn,
-                                               int min_size, int max_size) const {
+                                               int min_size, int max_size,
+                                               bool transaction_pooler) const {
   PoolConfig cfg;
   cfg.node = node;
   cfg.max_size = options_.pool.max_size_override > 0 ? options_.pool.max_size_override : max_size;
@@ -249,6 +255,20 @@ std::shared_ptr<ConnPool> RouterImpl::MakePool(const std::string& node, const st
   };
   const std::string app = options_.application_name;
   const std::chrono::milliseconds statement_timeout = options_.statement_timeout;
+  cfg.transaction_pooler = transaction_pooler;
+  if (transaction_pooler) {
+    // Behind a transaction pooler a session SET would reach whichever client is handed the
+    // server connection next: application_name travels in the startup packet (the pooler
+    // forwards it), statement_timeout is set per transaction (statement.cc), and
+    // client_connection_check_interval is left to the server's configuration.
+    if (statement_timeout.count() > 0) {
+      cfg.local_statement_timeout = fmt::format("{}ms", statement_timeout.count());
+    }
+    ConnectorFn connect = [dsn, node, app](std::chrono::milliseconds timeout) {
+      return pg::Conn::Connect(dsn, node, timeout, app);
+    };
+    return ConnPool::Create(std::move(cfg), std::move(connect));
+  }
   ConnectorFn connect = [dsn, node, app, statement_timeout](std::chrono::milliseconds timeout)
       -> absl::StatusOr<std::unique_ptr<pg::Conn>> {
     absl::StatusOr<std::unique_ptr<pg::Conn>> conn = pg::Conn::Connect(dsn, node, timeout);
@@ -292,11 +312,18 @@ std::shared_ptr<const RoutingTable> RouterImpl::BuildTable(std::shared_ptr<const
         old_cfg = &previous->map->nodes()[static_cast<std::size_t>(i)];
       }
     }
-    if (old != nullptr && old_cfg->dsn == node.dsn && old_cfg->pool_min == node.pool_min &&
-        old_cfg->pool_max == node.pool_max) {
+    route.transaction_pooler = TransactionPooler(node);
+    // A node whose pooler changed gets new pools: a connection's statement cache and session
+    // settings belong to the mode it was opened in.
+    const bool same_pools = old != nullptr && old_cfg->dsn == node.dsn &&
+                            old_cfg->pool_min == node.pool_min &&
+                            old_cfg->pool_max == node.pool_max &&
+                            old->transaction_pooler == route.transaction_pooler;
+    if (same_pools) {
       route.pool = old->pool;
     } else {
-      route.pool = MakePool(node.name, node.dsn, node.pool_min, node.pool_max);
+      route.pool = MakePool(node.name, node.dsn, node.pool_min, node.pool_max,
+                            route.transaction_pooler);
     }
     auto register_metrics = [this](const std::string& name, std::shared_ptr<ConnPool> pool) {
       absl::StatusOr<NodeMetrics> m = NodeMetrics::Register(
@@ -311,12 +338,13 @@ std::shared_ptr<const RoutingTable> RouterImpl::BuildTable(std::shared_ptr<const
     for (std::size_t j = 0; j < node.replicas.size(); ++j) {
       const std::string name = fmt::format("{}/replica{}", node.name, j + 1);
       std::shared_ptr<ConnPool> pool;
-      if (old != nullptr && j < old_cfg->replicas.size() &&
-          old_cfg->replicas[j] == node.replicas[j] &&
-          old_cfg->pool_min == node.pool_min && old_cfg->pool_max == node.pool_max) {
+      if (same_pools && j < old_cfg->replicas.size() &&
+          old_cfg->replicas[j] == node.replicas[j]) {
         pool = old->replicas[j];
       } else {
-        pool = MakePool(name, node.replicas[j], node.pool_min, node.pool_max);
+        // A node's replicas are taken to sit behind the same kind of pooler as the node.
+        pool = MakePool(name, node.replicas[j], node.pool_min, node.pool_max,
+                        route.transaction_pooler);
       }
       route.replica_metrics.push_back(register_metrics(name, pool));
       route.replicas.push_back(std::move(pool));
@@ -591,7 +619,7 @@ absl::Status RouterImpl::Transaction(ShardKey key,
       // Used after fn returns: fn gets the Session by reference and must not move it away.
       SessionImpl* impl = owned.get();
       Session session(std::move(owned));
-      status = ExecControl(impl->lease(), "BEGIN");
+      status = ExecBegin(impl->lease());
       if (status.ok()) {
         // No exception crosses the public API, and none may leave the connection inside the
         // transaction: the rollback below runs either way.
@@ -714,6 +742,17 @@ absl::StatusOr<Session> RouterImpl::Borrow(ShardKey key) {
   if (absl::Status s = CheckKeyType(*t->map, key); !s.ok()) return s;
   const int node = t->map->OwnerNodeIndex(t->map->RangeIndex(key.Hash()));
   const NodeRoute& route = t->nodes[static_cast<std::size_t>(node)];
+  if (route.transaction_pooler) {
+    // A borrowed session's settings, temp tables, advisory locks and prepared statements would
+    // outlive its transactions on a server connection the pooler hands to other clients.
+    absl::Status refused = absl::FailedPreconditionError(fmt::format(
+        "node {}: Borrow is refused: the node sits behind a transaction-mode pooler "
+        "(pooler = \"transaction\" in its [[nodes]] entry, or RouterOptions::default_pooler), "
+        "where a session does not outlive one transaction; use Router::Transaction",
+        route.name));
+    SetNode(refused, route.name);
+    return refused;
+  }
   absl::StatusOr<Lease> lease =
       AcquireFrom(route.pool, route.metrics, DeadlineOf({}), t->map->version());
   if (!lease.ok()) return lease.status();

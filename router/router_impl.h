@@ -44,6 +44,7 @@ struct NodeFacts {
 
 struct NodeRoute {
   std::string name;
+  bool transaction_pooler = false;  // pooler = "transaction" (RouterImpl::TransactionPooler)
   std::shared_ptr<NodeFacts> facts = std::make_shared<NodeFacts>();
   std::shared_ptr<ConnPool> pool;
   NodeMetrics metrics;
@@ -104,7 +105,9 @@ class RouterImpl {
                                                  const RoutingTable* previous)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
   std::shared_ptr<ConnPool> MakePool(const std::string& node, const std::string& dsn,
-                                     int min_size, int max_size) const;
+                                     int min_size, int max_size, bool transaction_pooler) const;
+  // Whether `node` sits behind a transaction-mode pooler (its map entry, else the options').
+  bool TransactionPooler(const NodeConfig& node) const;
   // Publishes `map` if its version is greater than the current one. Returns true if applied.
   bool Apply(std::shared_ptr<const ShardMap> map, std::string_view why)
       ABSL_LOCKS_EXCLUDED(apply_mu_);

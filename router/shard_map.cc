@@ -136,6 +136,10 @@ void ValidateNodes(const ShardMapConfig& c, const SourceLocations* loc, Problems
       p.Add(line, fmt::format("{}: pool_min ({}) is greater than pool_max ({})", who, n.pool_min,
                               n.pool_max));
     }
+    if (!n.admin_dsn.empty() && !DsnParses(n.admin_dsn)) {
+      p.Add(line, fmt::format("{}: admin_dsn is not a valid libpq connection string "
+                              "(key=value pairs or a postgresql:// URI)", who));
+    }
     for (std::size_t r = 0; r < n.replicas.size(); ++r) {
       if (n.replicas[r].empty()) {
         p.Add(line, fmt::format("{}: replicas[{}] is empty", who, r));
@@ -330,6 +334,39 @@ std::string_view RangeStateName(RangeState state) {
     default:
       return "?";
   }
+}
+
+std::string_view PoolerName(Pooler pooler) {
+  switch (pooler) {
+    case Pooler::kNone:
+      return "none";
+    case Pooler::kTransaction:
+      return "transaction";
+    default:
+      return "unset";
+  }
+}
+
+absl::StatusOr<Pooler> ParsePooler(std::string_view name) {
+  if (name == "none") return Pooler::kNone;
+  if (name == "transaction") return Pooler::kTransaction;
+  return absl::InvalidArgumentError(fmt::format(
+      "unknown pooler '{}' (expected \"none\" or \"transaction\"; a session-mode pooler is "
+      "\"none\")",
+      name));
+}
+
+absl::StatusOr<std::string> AdminDsn(const NodeConfig& node) {
+  if (!node.admin_dsn.empty()) return node.admin_dsn;
+  if (node.pooler == Pooler::kTransaction) {
+    return absl::FailedPreconditionError(fmt::format(
+        "node {}: its dsn goes through a transaction-mode pooler (pooler = \"transaction\") "
+        "and the shardline tool needs the server itself (replication, advisory locks, session "
+        "settings): add admin_dsn = \"...\" (a connection string straight to the server) to "
+        "its [[nodes]] entry and publish the map",
+        node.name));
+  }
+  return node.dsn;
 }
 
 absl::StatusOr<RangeState> ParseRangeState(std::string_view name) {

@@ -120,19 +120,20 @@ struct Awaited {
 // deadline watcher (deadline_watch.h) shuts the socket down when the deadline passes, which
 // wakes it (a kernel timer per poll cost 1.4 points of the router benchmark). A connection that
 // fails yields libpq's error result (status BAD).
+// In pipeline mode (`pipeline`) it waits through every query of the pipeline, up to its sync.
 Awaited AwaitResultsWatched(PGconn* conn, TimePoint deadline,
-                            const DeadlineWatch::Registration* watch);
+                            const DeadlineWatch::Registration* watch, bool pipeline);
 
-Awaited AwaitResults(PGconn* conn, TimePoint deadline) {
-  if (deadline == TimePoint::max()) return AwaitResultsWatched(conn, deadline, nullptr);
+Awaited AwaitResults(PGconn* conn, TimePoint deadline, bool pipeline = false) {
+  if (deadline == TimePoint::max()) return AwaitResultsWatched(conn, deadline, nullptr, pipeline);
   DeadlineWatch::Registration watch(&DeadlineWatch::Global(), PQsocket(conn), deadline);
-  Awaited out = AwaitResultsWatched(conn, deadline, &watch);
+  Awaited out = AwaitResultsWatched(conn, deadline, &watch, pipeline);
   if (watch.Finish() && !out.timed_out) out.socket_shut = true;
   return out;
 }
 
 Awaited AwaitResultsWatched(PGconn* conn, TimePoint deadline,
-                            const DeadlineWatch::Registration* watch) {
+                            const DeadlineWatch::Registration* watch, bool pipeline) {
   Awaited out;
   for (;;) {
     for (;;) {
@@ -163,13 +164,22 @@ Awaited AwaitResultsWatched(PGconn* conn, TimePoint deadline,
       }
     }
     PGresult* r = PQgetResult(conn);
-    if (r == nullptr) return out;
+    if (r == nullptr) {
+      if (!pipeline) return out;
+      continue;  // the end of one query's results: the next query's, up to the sync
+    }
     pg::ResultPtr res(r);
+    if (pipeline && PQresultStatus(r) == PGRES_PIPELINE_SYNC) return out;
     // Keep the first failure, else the last result.
     if (out.res == nullptr || ResultOk(out.res.get())) out.res = std::move(res);
     if (PQstatus(conn) == CONNECTION_BAD) {
-      // Drain what libpq still holds (no I/O on a bad connection), then stop.
-      while (PGresult* more = PQgetResult(conn)) PQclear(more);
+      // Drain what libpq still holds (no I/O on a bad connection), then stop. Bounded: in
+      // pipeline mode libpq reports each queued query after a NULL.
+      for (int i = 0; i < 16; ++i) {
+        PGresult* more = PQgetResult(conn);
+        if (more == nullptr && !pipeline) break;
+        PQclear(more);
+      }
       return out;
     }
   }
@@ -190,9 +200,14 @@ absl::Status TimedOut(Lease& lease, std::string_view what) {
 
 // Sends with `send` (a PQsend* call returning 1 on success) and waits for the results until
 // the lease's deadline. Returns the result, or null with *status set on timeout / send failure.
+//
+// With `pipeline`, `send` queues several queries in libpq's pipeline mode (entered here, and
+// left again after the results), ending with PQpipelineSync: they travel in one round trip and,
+// outside a transaction block, run as one implicit transaction; the result is the first
+// failure, else the last query's.
 template <typename SendFn>
 pg::ResultPtr SendAndAwait(Lease& lease, SendFn send, std::string_view what,
-                           absl::Status* status) {
+                           absl::Status* status, bool pipeline = false) {
   PGconn* conn = lease.conn().raw();
   if (SteadyClock::now() >= lease.deadline()) {
     // The caller spent its deadline before this round trip (e.g. in a transaction's function):
@@ -206,17 +221,20 @@ pg::ResultPtr SendAndAwait(Lease& lease, SendFn send, std::string_view what,
     return nullptr;
   }
   if (PQisnonblocking(conn) == 0) PQsetnonblocking(conn, 1);
-  if (send(conn) == 0) {
+  if ((pipeline && PQenterPipelineMode(conn) == 0) || send(conn) == 0) {
     lease.MarkBroken();
     *status = pg::StatusFromConn(conn, lease.conn().node(), std::string(what));
     return nullptr;
   }
-  Awaited a = AwaitResults(conn, lease.deadline());
+  Awaited a = AwaitResults(conn, lease.deadline(), pipeline);
   if (a.timed_out) {
     *status = TimedOut(lease, what);
     return nullptr;
   }
   if (a.socket_shut) lease.MarkBroken();
+  // Leaving pipeline mode fails only with results still pending (a lost connection): such a
+  // connection is not reused.
+  if (pipeline && PQexitPipelineMode(conn) == 0) lease.MarkBroken();
   if (a.res != nullptr && PQstatus(conn) == CONNECTION_OK) lease.MarkAnswered();
   return std::move(a.res);
 }
@@ -276,12 +294,88 @@ absl::Status SyncMapVersion(Lease& lease) {
   return absl::OkStatus();
 }
 
+// Behind a transaction-mode pooler: the transaction-local settings of the lease's call, as one
+// SELECT of set_config(..., true) calls (shardline.map_version when routed on a map version,
+// statement_timeout when the router sets one) and its parameters. False when there is none.
+struct LocalSettings {
+  std::string sql;
+  std::string version;
+  const char* values[2] = {nullptr, nullptr};
+  int count = 0;
+};
+
+bool LocalSettingsOf(Lease& lease, LocalSettings& out) {
+  const std::int64_t version = lease.map_version();
+  const std::string& timeout = lease.pooled().local_statement_timeout;
+  if (version <= 0 && timeout.empty()) return false;
+  out.sql = "SELECT ";
+  if (version > 0) {
+    out.version = std::to_string(version);
+    out.values[out.count++] = out.version.c_str();
+    out.sql += "pg_catalog.set_config('shardline.map_version', $1, true)";
+  }
+  if (!timeout.empty()) {
+    out.values[out.count++] = timeout.c_str();
+    out.sql += fmt::format("{}pg_catalog.set_config('statement_timeout', ${}, true)",
+                           out.count > 1 ? ", " : "", out.count);
+  }
+  return true;
+}
+
+// The status of a statement that failed after being sent (ExecUnnamed, ExecControl).
+absl::Status SentAndFailed(Lease& lease, const PGresult* res, std::string_view what) {
+  absl::Status failed = Failure(lease, res, what);
+  if (PQstatus(lease.conn().raw()) == CONNECTION_BAD && SqlStateOfResult(res).empty()) {
+    // Sent, then the connection broke without an answer: it may have been applied.
+    SetWriteOutcome(failed, WriteOutcome::kUnknown);
+  }
+  return failed;
+}
+
+// ExecPrepared for a node behind a transaction-mode pooler: an unnamed statement
+// (PQsendQueryParams: parse, bind and execute in one round trip; nothing named outlives it).
+// Outside a transaction block the map version (and statement_timeout) are set transaction-local
+// in the same round trip, pipelined before the statement under one sync, so both run in one
+// implicit transaction on whichever server connection the pooler picked; inside one, ExecBegin
+// set them already.
+absl::StatusOr<Result> ExecUnnamed(Lease& lease, std::string_view sql,
+                                   std::span<const Param> params, ParamScratch& scratch) {
+  PooledConnection& pc = lease.pooled();
+  Marshal(params, scratch);
+  const std::string text(sql);
+  LocalSettings settings;
+  const bool pipeline = !InTransaction(lease) && LocalSettingsOf(lease, settings);
+  absl::Status send_status;
+  pg::ResultPtr res = SendAndAwait(
+      lease,
+      [&](PGconn* c) {
+        if (pipeline && PQsendQueryParams(c, settings.sql.c_str(), settings.count, nullptr,
+                                          settings.values, nullptr, nullptr, 0) == 0) {
+          return 0;
+        }
+        if (PQsendQueryParams(c, text.c_str(), static_cast<int>(params.size()), nullptr,
+                              scratch.values.data(), scratch.lengths.data(),
+                              scratch.formats.data(), /*resultFormat=*/0) == 0) {
+          return 0;
+        }
+        return pipeline ? PQpipelineSync(c) : 1;
+      },
+      "statement", &send_status, pipeline);
+  if (!send_status.ok()) {
+    if (pc.timed_out) SetWriteOutcome(send_status, WriteOutcome::kUnknown);
+    return send_status;
+  }
+  if (res && ResultOk(res.get())) return MakeResult(std::move(res), pc.conn->node());
+  return SentAndFailed(lease, res.get(), "statement failed");
+}
+
 }  // namespace
 
 absl::StatusOr<Result> ExecPrepared(Lease& lease, std::string_view sql,
                                     std::span<const Param> params) {
   thread_local ParamScratch scratch;
   PooledConnection& pc = lease.pooled();
+  if (pc.transaction_pooler) return ExecUnnamed(lease, sql, params, scratch);
   PGconn* conn = pc.conn->raw();
   if (absl::Status s = SyncMapVersion(lease); !s.ok()) return s;
   Marshal(params, scratch);
@@ -341,8 +435,37 @@ absl::StatusOr<Result> ExecPrepared(Lease& lease, std::string_view sql,
   }
 }
 
+absl::Status ExecBegin(Lease& lease) {
+  LocalSettings settings;
+  if (!lease.pooled().transaction_pooler || InTransaction(lease) ||
+      !LocalSettingsOf(lease, settings)) {
+    return ExecControl(lease, "BEGIN");
+  }
+  absl::Status send_status;
+  pg::ResultPtr res = SendAndAwait(
+      lease,
+      [&](PGconn* c) {
+        return PQsendQueryParams(c, "BEGIN", 0, nullptr, nullptr, nullptr, nullptr, 0) != 0 &&
+                       PQsendQueryParams(c, settings.sql.c_str(), settings.count, nullptr,
+                                         settings.values, nullptr, nullptr, 0) != 0
+                   ? PQpipelineSync(c)
+                   : 0;
+      },
+      "BEGIN", &send_status, /*pipeline=*/true);
+  if (!send_status.ok()) {
+    // BEGIN and settings change nothing: no write outcome to doubt.
+    SetWriteOutcome(send_status, WriteOutcome::kNotApplicable);
+    return send_status;
+  }
+  if (res && ResultOk(res.get())) return absl::OkStatus();
+  return SentAndFailed(lease, res.get(), "BEGIN failed");
+}
+
 absl::Status ExecControl(Lease& lease, const char* sql) {
-  if (absl::Status s = SyncMapVersion(lease); !s.ok()) return s;
+  // Behind a transaction pooler no session setting is made (ExecUnnamed, ExecBegin).
+  if (!lease.pooled().transaction_pooler) {
+    if (absl::Status s = SyncMapVersion(lease); !s.ok()) return s;
+  }
   absl::Status send_status;
   pg::ResultPtr res = SendAndAwait(
       lease, [sql](PGconn* c) { return PQsendQuery(c, sql); }, sql, &send_status);
@@ -351,11 +474,7 @@ absl::Status ExecControl(Lease& lease, const char* sql) {
     return send_status;
   }
   if (res && ResultOk(res.get())) return absl::OkStatus();
-  absl::Status failed = Failure(lease, res.get(), fmt::format("{} failed", sql));
-  if (PQstatus(lease.conn().raw()) == CONNECTION_BAD && SqlStateOfResult(res.get()).empty()) {
-    SetWriteOutcome(failed, WriteOutcome::kUnknown);
-  }
-  return failed;
+  return SentAndFailed(lease, res.get(), fmt::format("{} failed", sql));
 }
 
 bool IsConnectionFailure(const absl::Status& status) {

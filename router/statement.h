@@ -31,9 +31,20 @@ inline constexpr std::size_t kMaxPreparedPerConnection = 256;
 absl::StatusOr<Result> ExecPrepared(Lease& lease, std::string_view sql,
                                     std::span<const Param> params);
 
+// Behind a transaction-mode pooler (PooledConnection::transaction_pooler) nothing is prepared:
+// each statement is unnamed (one round trip, parsed every time), and outside a transaction
+// block the lease's map version (and the router's statement_timeout) are set
+// transaction-local in the same round trip (libpq pipeline: set_config, the statement, one
+// sync), so nothing reaches the server connection's session.
+
 // Runs a parameterless control statement (BEGIN, COMMIT, ROLLBACK) with the simple protocol.
 // Same error handling and deadline as ExecPrepared.
 absl::Status ExecControl(Lease& lease, const char* sql);
+
+// Starts a transaction block: ExecControl(lease, "BEGIN"), except behind a transaction-mode
+// pooler, where the map version and statement_timeout are set transaction-local right after
+// BEGIN, pipelined with it (one round trip).
+absl::Status ExecBegin(Lease& lease);
 
 // True when a status from ExecPrepared means the connection (not the statement) failed.
 bool IsConnectionFailure(const absl::Status& status);

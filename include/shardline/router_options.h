@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#include "shardline/shard_map.h"
+
 namespace shardline {
 
 using std::chrono::milliseconds;
@@ -70,8 +72,19 @@ struct RouterOptions {
   // Kept to within 10 ms (one thread per process watches every waiting call's deadline).
   // Must be > 0. Default 5 s.
   milliseconds call_timeout = kDefaultCallTimeout;
-  // statement_timeout set on every connection; 0 = server default. Default 0.
+  // statement_timeout set on every connection; 0 = server default. Default 0. Behind a
+  // transaction-mode pooler it is set per transaction instead (set_config(..., true) sent in
+  // the statement's own round trip).
   milliseconds statement_timeout{0};
+  // What sits in front of a node whose [[nodes]] entry has no `pooler` field: kNone (the
+  // server itself, or a session-mode pooler) or kTransaction (pgbouncer pool_mode =
+  // transaction). For a kTransaction node the router keeps nothing on a server connection
+  // beyond one transaction: statements are unnamed (parsed on every call: one round trip, no
+  // prepared-statement cache), the map version and statement_timeout are set per transaction
+  // (pipelined with the statement, or with BEGIN), client_connection_check_interval is not set
+  // (set it on the server), and Borrow is refused (FailedPrecondition; use Transaction).
+  // kUnset means kNone. Default kNone.
+  Pooler default_pooler = Pooler::kNone;
   // application_name on every connection (shows in pg_stat_activity). Default "shardline".
   std::string application_name = "shardline";
   // How often the map source is polled (file mtime / catalog current version) in addition

@@ -24,11 +24,29 @@ inline constexpr std::int64_t kMaxHash = std::numeric_limits<std::int64_t>::max(
 inline constexpr int kDefaultPoolMin = 1;
 inline constexpr int kDefaultPoolMax = 16;
 
-// A database node. The DSN may contain a password: print it only through
+// What sits between the routers and a node's server (the map's `pooler` field).
+enum class Pooler {
+  kUnset,        // the map does not say: RouterOptions::default_pooler decides
+  kNone,         // the routers reach the server itself (or a session-mode pooler)
+  // A transaction-mode pooler (pgbouncer pool_mode = transaction): a server connection is the
+  // router's for one transaction only, so the router keeps no state on it beyond one
+  // transaction (unnamed statements, the map version set per transaction) and refuses Borrow.
+  kTransaction,
+};
+// "unset", "none", "transaction".
+std::string_view PoolerName(Pooler pooler);
+// "none" or "transaction"; InvalidArgument listing the accepted values otherwise.
+absl::StatusOr<Pooler> ParsePooler(std::string_view name);
+
+// A database node. The DSNs may contain a password: print them only through
 // `DsnWithoutPassword()` (shardline/dsn.h).
 struct NodeConfig {
   std::string name;                   // unique within a map, e.g. "a", "shard-3"
-  std::string dsn;                    // libpq connection string or URI
+  std::string dsn;                    // libpq connection string or URI (services, routers)
+  // The server itself for the `shardline` DBA tool (replication, advisory locks, session
+  // settings), when `dsn` goes through a pooler; empty = `dsn`. Routers never use it.
+  std::string admin_dsn;
+  Pooler pooler = Pooler::kUnset;     // what `dsn` reaches (see Pooler)
   int pool_min = kDefaultPoolMin;     // connections kept open (idle) per router
   int pool_max = kDefaultPoolMax;     // hard cap of connections per router
   std::vector<std::string> replicas;  // read-replica DSNs; read-only calls may use them
@@ -156,6 +174,11 @@ class ShardMap {
   std::vector<std::pair<std::string_view, int>> node_by_name_;
   std::vector<std::pair<std::string_view, int>> table_by_name_;
 };
+
+// The connection string the `shardline` DBA tool uses for `node`: its admin_dsn when set, else
+// its dsn. FailedPrecondition naming the node when that would go through a transaction-mode
+// pooler (pooler = "transaction" without admin_dsn): the tool needs the real server.
+absl::StatusOr<std::string> AdminDsn(const NodeConfig& node);
 
 // Validation without building (same rules and messages as ShardMap::Create).
 absl::Status ValidateShardMapConfig(const ShardMapConfig& config,

@@ -1,6 +1,7 @@
 // `shardline cleanup` (see cleanup_command.h): flags -> (node, ranges) -> the cleanup library,
 // with a progress line per batch (at most one a second) and a summary.
 #include "cli/cleanup_command.h"
+#include "admin_conn.h"
 
 #include <algorithm>
 #include <chrono>
@@ -90,7 +91,7 @@ absl::Status RunCleanup(const CleanupCommandOptions& options) {
   nlohmann::ordered_json json_nodes = nlohmann::ordered_json::array();
   for (const auto& [node, ranges] : work) {
     const NodeConfig& nc = map.nodes()[static_cast<std::size_t>(map.NodeIndex(node))];
-    auto conn = pg::Conn::Connect(nc.dsn, nc.name);
+    auto conn = ConnectAdmin(nc);
     if (!conn.ok()) return conn.status();
     CleanupOptions co;
     co.tables = options.tables;

@@ -1,6 +1,7 @@
 // `shardline verify` (see verify_command.h): flags -> (source, target, ranges) pairs -> the
 // verify library -> a report. Connection strings are never printed.
 #include "cli/verify_command.h"
+#include "admin_conn.h"
 
 #include <algorithm>
 #include <charconv>
@@ -285,7 +286,7 @@ absl::Status RunVerify(const VerifyCommandOptions& options) {
             fmt::format("node {} is not a node of the map{}", names[i],
                         plan_map != nullptr ? " nor of the plan's resulting map" : ""));
       }
-      auto c = pg::Conn::Connect(node->dsn, node->name);
+      auto c = ConnectAdmin(*node);
       if (!c.ok()) return c.status();
       conns[i] = *std::move(c);
     }

@@ -185,7 +185,10 @@ TEST_F(RolloutLifecycleTest, AbortedAddNodeLeavesNoNodeAndThePlanCanBeMadeAgain)
 TEST_F(RolloutLifecycleTest, PlannerGivesNoRangesToAnEmptyNodeUnlessAsked) {
   ShardMapConfig c = CurrentMap()->config();
   c.version += 1;
-  c.nodes.push_back(NodeConfig{.name = "n3", .dsn = db_->node_dsn(2), .replicas = {}});
+  NodeConfig n3;
+  n3.name = "n3";
+  n3.dsn = db_->node_dsn(2);
+  c.nodes.push_back(n3);
   auto catalog = migrate::Catalog::Create(db_->control_dsn());
   ASSERT_TRUE(catalog.ok());
   ASSERT_TRUE((*catalog)->Publish(c, "an empty node", {}).ok());
@@ -215,9 +218,10 @@ TEST_F(RolloutLifecycleTest, OwnedFanOutSkipsANodeThatOwnsNothing) {
   ShardMapConfig c = CurrentMap()->config();
   c.version += 1;
   // Nothing listens on port 1: every connection to n3 is refused at once.
-  c.nodes.push_back(NodeConfig{.name = "n3",
-                               .dsn = "host=127.0.0.1 port=1 dbname=gone user=app connect_timeout=1",
-                               .replicas = {}});
+  NodeConfig gone;
+  gone.name = "n3";
+  gone.dsn = "host=127.0.0.1 port=1 dbname=gone user=app connect_timeout=1";
+  c.nodes.push_back(gone);
   auto catalog = migrate::Catalog::Create(db_->control_dsn());
   ASSERT_TRUE(catalog.ok());
   ASSERT_TRUE((*catalog)->Publish(c, "n3 owns nothing", {}).ok());

@@ -487,13 +487,7 @@ TEST_F(RouterFixture, FencedWriteRefreshesTheMapAndLandsOnTheNewOwner) {
   }
   WriteMap(v2);
 
-  auto r = router->Execute(uid, "INSERT INTO users VALUES ($1, 'routed')", {uid});
-  ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(r->node(), node_names_[1]);
-  EXPECT_EQ(router->map_version(), 2);
-  EXPECT_EQ(CountOn(0, "SELECT count(*) FROM users"), 0);
-  EXPECT_EQ(CountOn(1, fmt::format("SELECT count(*) FROM users WHERE user_id = {}", uid)), 1);
-  EXPECT_THAT(router->MetricsText(), HasSubstr("shardline_fence_retries_total 1\n"));
+  ASSERT_NO_FATAL_FAILURE(ExpectInsertRetriedFromNode0ToNode1(*router, uid));
 
   // A transaction whose first statement is fenced is retried whole on the new owner.
   const std::int64_t uid2 = FindKeyInRange(lo, hi, uid + 1);
@@ -503,13 +497,7 @@ TEST_F(RouterFixture, FencedWriteRefreshesTheMapAndLandsOnTheNewOwner) {
   ExecOnNode(1, fmt::format("INSERT INTO shardline.fenced_ranges (table_name, lo, hi) "
                             "VALUES ('users', {}, {})", lo, hi));
   WriteMap(v3);
-  int attempts = 0;
-  absl::Status tx = router->Transaction(uid2, [&](Session& s) -> absl::Status {
-    ++attempts;
-    return s.Execute("INSERT INTO users VALUES ($1, 'tx')", {uid2}).status();
-  });
-  ASSERT_TRUE(tx.ok()) << tx;
-  EXPECT_EQ(attempts, 2);
+  EXPECT_EQ(InsertInTransaction(*router, uid2), 2);
   EXPECT_EQ(CountOn(2, fmt::format("SELECT count(*) FROM users WHERE user_id = {}", uid2)), 1);
   EXPECT_EQ(CountOn(1, fmt::format("SELECT count(*) FROM users WHERE user_id = {}", uid2)), 0);
   EXPECT_THAT(router->MetricsText(), HasSubstr("shardline_fence_retries_total 2\n"));

@@ -245,6 +245,31 @@ class RouterFixture : public ::testing::Test {
       if (lo <= h && h <= hi) return k;
     }
   }
+  // Inserts `key` into users with Router::Execute, which is fenced on node 0 (the owner under
+  // map version 1) and must land on node 1 (the owner under version 2) after one fence retry.
+  void ExpectInsertRetriedFromNode0ToNode1(Router& router, std::int64_t key) {
+    auto r = router.Execute(key, "INSERT INTO users VALUES ($1, 'routed')", {key});
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->node(), node_names_[1]);
+    EXPECT_EQ(router.map_version(), 2);
+    EXPECT_EQ(CountOn(0, "SELECT count(*) FROM users"), 0);
+    EXPECT_EQ(CountOn(1, fmt::format("SELECT count(*) FROM users WHERE user_id = {}", key)), 1);
+    EXPECT_NE(router.MetricsText().find("shardline_fence_retries_total 1\n"), std::string::npos)
+        << "expected exactly one fence retry";
+  }
+
+  // Inserts `key` into users in one Router::Transaction; the number of times its function ran
+  // (2 when the first attempt was fenced and retried), -1 (with a failure recorded) when it
+  // failed.
+  static int InsertInTransaction(Router& router, std::int64_t key) {
+    int attempts = 0;
+    absl::Status tx = router.Transaction(key, [&](Session& s) -> absl::Status {
+      ++attempts;
+      return s.Execute("INSERT INTO users VALUES ($1, 'tx')", {key}).status();
+    });
+    EXPECT_TRUE(tx.ok()) << tx;
+    return tx.ok() ? attempts : -1;
+  }
   static std::int64_t KeyOwnedBy(const Router& router, const std::string& node) {
     for (std::int64_t k = 1;; ++k) {
       if (router.Locate(k)->node == node) return k;

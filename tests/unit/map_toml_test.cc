@@ -554,6 +554,80 @@ TEST(MapTomlPrint, MaskNeverPrintsAPassword) {
               AllOf(HasSubstr("password=secret"), HasSubstr("postgres://app:secret@")));
 }
 
+constexpr std::string_view kDsnA = "dsn = \"host=127.0.0.1 port=55432 dbname=app user=app\"";
+
+TEST(MapTomlPooler, ParsesPoolerAndAdminDsn) {
+  std::string text = With(kDsnA, std::string(kDsnA) +
+                                     "\npooler = \"transaction\"\n"
+                                     "admin_dsn = \"host=127.0.0.1 port=5432 dbname=app user=dba\"");
+  text = With("dsn = \"host=127.0.0.1 port=55433 dbname=app user=app\"",
+              "dsn = \"host=127.0.0.1 port=55433 dbname=app user=app\"\npooler = \"none\"", text);
+  auto parsed = ParseShardMapToml(text, "m.toml");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_THAT(parsed->warnings, IsEmpty());
+  const NodeConfig& a = parsed->map->nodes()[0];
+  EXPECT_EQ(a.pooler, Pooler::kTransaction);
+  EXPECT_EQ(a.admin_dsn, "host=127.0.0.1 port=5432 dbname=app user=dba");
+  EXPECT_EQ(parsed->map->nodes()[1].pooler, Pooler::kNone);
+  EXPECT_TRUE(parsed->map->nodes()[1].admin_dsn.empty());
+  // Not said: the router's default decides.
+  auto base = ParseShardMapToml(kBase, "m.toml");
+  ASSERT_TRUE(base.ok()) << base.status();
+  EXPECT_EQ(base->map->nodes()[0].pooler, Pooler::kUnset);
+}
+
+TEST(MapTomlPooler, UnknownPoolerIsRefusedWithFileLineAndTheAcceptedValues) {
+  const std::string text = With(kDsnA, std::string(kDsnA) + "\npooler = \"statement\"");
+  EXPECT_THAT(ParseStatus(text),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("m.toml:7: nodes[0].pooler: unknown pooler 'statement' "
+                                 "(expected \"none\" or \"transaction\"")));
+  EXPECT_THAT(ParseStatus(With(kDsnA, std::string(kDsnA) + "\npooler = true")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("m.toml:7: nodes[0].pooler: expected a string, got boolean")));
+}
+
+TEST(MapTomlPooler, UnparseableAdminDsnNamesTheNodeAndLine) {
+  const std::string text = With(kDsnA, std::string(kDsnA) + "\nadmin_dsn = \"host=h password='x\"");
+  EXPECT_THAT(ParseStatus(text),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("m.toml:4: node 'a': admin_dsn is not a valid libpq connection "
+                                 "string")));
+}
+
+TEST(MapTomlPooler, PrintsPoolerAndAdminDsnRoundTripAndMasksTheAdminPassword) {
+  ShardMapConfig c = RichConfig();
+  c.nodes[0].pooler = Pooler::kTransaction;
+  c.nodes[0].admin_dsn = "host=127.0.0.1 port=5432 dbname=app user=dba password=topsecret";
+  c.nodes[1].pooler = Pooler::kNone;
+  auto map = ShardMap::Create(c);
+  ASSERT_TRUE(map.ok()) << map.status();
+  const std::string text = ShardMapToToml((*map)->config(), PasswordMode::kKeep);
+  EXPECT_THAT(text, HasSubstr("pooler = \"transaction\"\n"));
+  EXPECT_THAT(text, HasSubstr("pooler = \"none\"\n"));
+  auto parsed = ParseShardMapToml(text, "printed");
+  ASSERT_TRUE(parsed.ok()) << parsed.status() << "\n" << text;
+  EXPECT_TRUE(parsed->map->config() == (*map)->config()) << text;
+  const std::string masked = ShardMapToToml(c, PasswordMode::kMask);
+  EXPECT_THAT(masked, AllOf(Not(HasSubstr("topsecret")), HasSubstr("user=dba")));
+}
+
+TEST(MapTomlPooler, AdminDsnIsTheAdminDsnElseTheDsnAndRefusesATransactionPooler) {
+  NodeConfig n;
+  n.name = "shard-3";
+  n.dsn = "host=bouncer port=6432 dbname=app";
+  EXPECT_EQ(*AdminDsn(n), n.dsn);
+  n.pooler = Pooler::kNone;
+  EXPECT_EQ(*AdminDsn(n), n.dsn);
+  n.pooler = Pooler::kTransaction;
+  EXPECT_THAT(AdminDsn(n).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr("node shard-3"), HasSubstr("pooler = \"transaction\""),
+                             HasSubstr("add admin_dsn"))));
+  n.admin_dsn = "host=db3 port=5432 dbname=app";
+  EXPECT_EQ(*AdminDsn(n), n.admin_dsn);
+}
+
 #ifdef SHARDLINE_SOURCE_DIR
 TEST(MapTomlExamples, ExampleMapsParseWithoutWarnings) {
   struct Example {

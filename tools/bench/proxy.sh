@@ -5,6 +5,8 @@
 # 127.0.0.1:BENCH_PORT+9; one database per node, pool_mode = transaction), runs router_bench
 # --mode proxy (the same reads, the same keys, interleaved with the library's), and stops
 # pgbouncer by its PID. ratio = pgbouncer / library throughput (lower = the hop costs more).
+# Side by side in the same last line: the router itself through the same pgbouncer with the
+# map's pooler = "transaction", relative to bare PQexecParams through pgbouncer.
 bench_build router_bench
 bench_cluster
 command -v pgbouncer >/dev/null || bench_die "pgbouncer not found (Debian package pgbouncer; tools/setup installs it)"

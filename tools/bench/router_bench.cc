@@ -11,6 +11,10 @@
 //           result wrapping is exactly what the ratio measures). ratio = router / libpq.
 //   proxy   the same reads through pgbouncer (transaction pooling, so no named prepared
 //           statements: PQexecParams) against the library. ratio = pgbouncer / library.
+//           Then, side by side, the router itself through the same pgbouncer with the map's
+//           pooler = "transaction" (unnamed statements, map version set per transaction)
+//           against the bare PQexecParams through pgbouncer: reported in the last line as
+//           "router behind pgbouncer ... = R2 of libpq behind pgbouncer".
 // The router's pools hold one connection per node per client thread.
 // The table (bench_users) is created and filled by the first run (a fan-out INSERT ... SELECT
 // from generate_series with $owned(g), so every node inserts only the keys it owns) and reused
@@ -139,8 +143,9 @@ Options ParseArgs(int argc, char** argv) {
 std::string NodeName(std::size_t i) { return fmt::format("n{}", i + 1); }
 
 // A map of the nodes, 12 equal ranges each (like schemas/maps/app_3_nodes.toml), written to a
-// file for RouterOptions::map_file. Pool limits = client threads.
-std::string WriteMap(const Options& o) {
+// file for RouterOptions::map_file. Pool limits = client threads. With `through_proxy` every
+// node's dsn is the --proxy template's and its pooler "transaction" (admin_dsn: the node).
+std::string WriteMap(const Options& o, bool through_proxy = false) {
   ShardMapConfig c;
   c.version = 1;
   c.key_type = KeyType::kBigint;
@@ -149,6 +154,12 @@ std::string WriteMap(const Options& o) {
     NodeConfig n;
     n.name = NodeName(i);
     n.dsn = o.nodes[i];
+    if (through_proxy) {
+      n.admin_dsn = o.nodes[i];
+      n.dsn = o.proxy;
+      n.dsn.replace(n.dsn.find("{node}"), 6, n.name);
+      n.pooler = Pooler::kTransaction;
+    }
     n.pool_min = o.threads;
     n.pool_max = o.threads;
     c.nodes.push_back(n);
@@ -162,7 +173,8 @@ std::string WriteMap(const Options& o) {
   t.name = "bench_users";
   t.key = "user_id";
   c.tables.push_back(t);
-  const std::string path = fmt::format("{}/router_bench_map_{}.toml", o.work_dir, ::getpid());
+  const std::string path = fmt::format("{}/router_bench_map_{}{}.toml", o.work_dir, ::getpid(),
+                                       through_proxy ? "_proxy" : "");
   std::ofstream out(path);
   out << ShardMapToToml(c, PasswordMode::kKeep);
   if (!out.good()) Die("cannot write " + path);
@@ -440,15 +452,57 @@ int Run(const Options& o) {
   const double mb = qps(all_base);
   const double ml = qps(all_router);
   const double ratio = Median(all_pairs);
-  std::remove(map_path.c_str());
+
+  // Proxy mode, side by side: the router itself behind pgbouncer (pooler = "transaction")
+  // against bare PQexecParams through the same pgbouncer.
+  std::string pooled_note;
+  if (proxy) {
+    const std::string pooled_map = WriteMap(o, /*through_proxy=*/true);
+    RouterOptions po;
+    po.map_file = pooled_map;
+    po.pool.checkout_timeout = std::chrono::milliseconds(5000);
+    po.application_name = "router_bench_pooled";
+    absl::StatusOr<std::unique_ptr<Router>> pooled = Router::Create(std::move(po));
+    if (!pooled.ok()) Die(Msg(pooled.status()));
+    auto pooled_routed = [&](int, std::mt19937_64& rng, int n, std::string* err) {
+      const auto start = Clock::now();
+      for (int i = 0; i < n; ++i) {
+        const std::int64_t key = key_dist(rng);
+        absl::StatusOr<Result> r = (*pooled)->Execute(key, kSelect, {key});
+        if (!r.ok() || r->rows() != 1) {
+          *err = fmt::format("router behind pgbouncer: query for key {} failed: {}", key,
+                             r.ok() ? std::string("not one row") : Msg(r.status()));
+          return -1.0;
+        }
+      }
+      return seconds_since(start);
+    };
+    std::vector<double> wr, wa, wb;
+    TimedInterleaved(o.threads, std::min(o.round_ms, 500), kBlock, bounced, pooled_routed, &wr,
+                     &wa, &wb);
+    std::vector<double> pairs, base_blocks, pooled_blocks;
+    for (int r = 0; r < o.rounds; ++r) {
+      TimedInterleaved(o.threads, o.round_ms, kBlock, bounced, pooled_routed, &pairs,
+                       &base_blocks, &pooled_blocks);
+    }
+    std::remove(pooled_map.c_str());
+    const double pooled_ratio = Median(pairs);
+    std::printf("router behind pgbouncer (pooler = \"transaction\") %.0f q/s vs libpq "
+                "PQexecParams behind pgbouncer %.0f q/s: median pair ratio %.3f\n",
+                qps(pooled_blocks), qps(base_blocks), pooled_ratio);
+    pooled_note = fmt::format("; router behind pgbouncer with pooler = \"transaction\" {:.0f} q/s "
+                              "= {:.3f} of libpq behind pgbouncer",
+                              qps(pooled_blocks), pooled_ratio);
+  }
+  std::remove(map_path.c_str());  // after the last call: the router polls it
   const auto [lo, hi] = std::minmax_element(round_ratios.begin(), round_ratios.end());
   std::printf("%s: ratio=%.3f (%s %.0f q/s vs %s %.0f q/s; median over %zu pairs of adjacent "
               "%d-query blocks in %d rounds of %.1f s; round medians %.3f..%.3f; %d client "
-              "thread(s), %lld rows on %zu nodes)\n",
+              "thread(s), %lld rows on %zu nodes%s)\n",
               o.mode.c_str(), ratio, proxy ? "pgbouncer" : "router", proxy ? mb : ml,
               proxy ? "library" : "libpq", proxy ? ml : mb, all_pairs.size(), kBlock, o.rounds,
               o.round_ms / 1000.0, *lo, *hi, o.threads, static_cast<long long>(o.rows),
-              o.nodes.size());
+              o.nodes.size(), pooled_note.c_str());
   return 0;
 }
 
