@@ -263,8 +263,18 @@ std::vector<NodeResult> RouterImpl::FanOutOnce(const RoutingTable& t, std::strin
   // without `$owned` reaches every node of the map (a reference table is on every node, a node
   // being added included).
   std::vector<std::size_t> nodes;
+  // Each node's owned ranges, computed once (a walk over every range of the map) for both the
+  // choice of nodes and the expansion.
+  std::vector<std::vector<std::pair<std::int64_t, std::int64_t>>> owned;
   for (std::size_t i = 0; i < t.nodes.size(); ++i) {
-    if (!expand || !map.OwnedRanges(static_cast<int>(i)).empty()) nodes.push_back(i);
+    if (!expand) {
+      nodes.push_back(i);
+      continue;
+    }
+    auto ranges = map.OwnedRanges(static_cast<int>(i));
+    if (ranges.empty()) continue;
+    nodes.push_back(i);
+    owned.push_back(std::move(ranges));
   }
   const std::size_t n = nodes.size();
   std::vector<NodeResult> results(n);
@@ -282,8 +292,7 @@ std::vector<NodeResult> RouterImpl::FanOutOnce(const RoutingTable& t, std::strin
     auto text_for = [&](bool check) -> std::string {
       if (!expand) return std::string(sql);
       absl::StatusOr<std::string> text =
-          ExpandOwned(sql, map.key_type(), map.OwnedRanges(static_cast<int>(i)),
-                      check ? version : 0);
+          ExpandOwned(sql, map.key_type(), owned[j], check ? version : 0);
       return text.ok() ? *std::move(text) : std::string(sql);  // checked by FanOut
     };
     const auto now_ticks = start.time_since_epoch().count();
