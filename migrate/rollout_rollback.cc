@@ -178,8 +178,15 @@ absl::Status Unwind(RolloutContext& ctx, bool abort) {
                                     ctx.PlanNodes(NodeRole::kAdded));
     if (!version.ok()) return version.status();
     ctx.Point(fmt::format("{}:published", kind));
-    // From here a router still on a map that gave the targets writes is refused by every node
-    // of the switched waves, whatever its statement touches (schemas/node.sql, map epochs).
+    // 4. Replication objects.
+    if (auto s = ctx.DropAllReplication(); !s.ok()) return s;
+    ctx.Point(fmt::format("{}:replication_dropped", kind));
+    // 5. Routers must have left the targets before their copies go. What goes is decided by
+    //    the catalog's current map: only rows of ranges it gives to other nodes.
+    if (auto s = ctx.WaitRouters(*version); !s.ok()) return s;
+    // Before any copy goes (and after every live router applied the map, so none is refused
+    // for lagging): a router still on a map that gave the targets writes is refused by every
+    // node of the switched waves, whatever its statement touches (schemas/node.sql, map epochs).
     if (!switched.empty()) {
       std::set<std::string> nodes;
       for (int w : switched) {
@@ -191,12 +198,6 @@ absl::Status Unwind(RolloutContext& ctx, bool abort) {
         return s;
       }
     }
-    // 4. Replication objects.
-    if (auto s = ctx.DropAllReplication(); !s.ok()) return s;
-    ctx.Point(fmt::format("{}:replication_dropped", kind));
-    // 5. Routers must have left the targets before their copies go. What goes is decided by
-    //    the catalog's current map: only rows of ranges it gives to other nodes.
-    if (auto s = ctx.WaitRouters(*version); !s.ok()) return s;
     auto now = ctx.LoadCurrentMap();
     if (!now.ok()) return now.status();
     for (const auto& [target, ranges] : ctx.RangesByTarget(ctx.AllWaves())) {

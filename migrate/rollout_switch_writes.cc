@@ -205,22 +205,6 @@ absl::Status RecordSwitch(RolloutContext& ctx, int w, std::int64_t version,
                               ctx.state().migration.soak_seconds);
 }
 
-// Both ends of each pair refuse statements routed on maps older than the owner map, whatever
-// they touch (schemas/node.sql, map epochs). A failure here is only logged: the switch is
-// recorded, nothing is lost (the row fences hold), and cleanup raises the epochs again before
-// it deletes anything.
-void RaiseEpochs(RolloutContext& ctx, int w, const std::vector<Pair>& pairs,
-                 std::int64_t version) {
-  std::set<std::string> nodes;
-  for (const Pair& p : pairs) nodes.insert({p.source, p.target});
-  if (auto s = ctx.RaiseMapEpochs(
-          nodes, version, fmt::format("rollout {} wave {}: writes switched", ctx.id(), w));
-      !s.ok()) {
-    ctx.Log(fmt::format("wave {}: warning: {} (cleanup raises the map epochs again)", w,
-                        std::string(s.message())));
-  }
-}
-
 // A logical slot's position moved by pg_replication_slot_advance is written to disk only at
 // the next checkpoint: a target that crashed before one would restart its reverse slot from
 // where it was made, and send the rows forward replication applied back to their source
@@ -380,7 +364,6 @@ absl::Status SwitchWrites(RolloutContext& ctx, int w) {
   if (auto s = RecordSwitch(ctx, w, *version, *fence_lsn); !s.ok()) return s;
   window.Lap("owner map published");
   ctx.Point("writes:published");
-  RaiseEpochs(ctx, w, pairs, *version);
   PersistReverseSlots(ctx, w, pairs);
   if (auto s = DropForward(ctx, w, pairs); !s.ok()) return s;
   return ReverseRunning(ctx, w, pairs);
